@@ -1,0 +1,28 @@
+"""The whole OmniSource pipeline as one Prefect flow of stage subflows."""
+from __future__ import annotations
+
+from flows import env
+
+env.apply()
+
+from prefect import flow  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+
+from flows.stages import STAGE_FLOWS  # noqa: E402
+from omni.config import load_config  # noqa: E402
+from omni.report import pipeline_report, report_markdown  # noqa: E402
+
+
+@flow(name="omnisource", log_prints=True)
+def omnisource(config_path: str, overrides: list[str] | None = None) -> dict:
+    """ingest -> extract -> teacher -> score -> filter -> manifest -> train -> evaluate."""
+    results = {}
+    for name, stage_flow in STAGE_FLOWS.items():
+        results[name] = stage_flow(config_path, overrides)
+    report = pipeline_report(load_config(config_path, overrides or []))
+    try:
+        create_markdown_artifact(markdown=report_markdown(report), key="omnisource-report",
+                                 description="OmniSource run summary")
+    except Exception:
+        pass
+    return report

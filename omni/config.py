@@ -1,0 +1,213 @@
+"""Typed pipeline configuration, loaded from YAML; unknown keys and wrong types are rejected."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with a message naming the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TargetConfig(_Strict):
+    train: Path
+    val: Path
+
+
+class SourceConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["image", "video", "untrimmed"]
+    list: Path
+    query: str | None = None  # for plain-text URL lists: the query every line was found by
+    url_column: str = "url"
+    query_column: str = "query"
+
+
+class IngestConfig(_Strict):
+    workers: int = Field(16, ge=1, le=512)
+    per_host: int = Field(8, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(20.0, gt=0)
+    max_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(5, ge=0)
+    tries: int = Field(3, ge=1)
+    backoff_s: float = Field(0.5, ge=0)
+    user_agent: str = "omni-ingest/0.1 (+https://github.com/omni; research crawler)"
+    allow_private_addresses: bool = False
+    max_image_pixels: int = Field(50_000_000, gt=0)
+    image_short_side: int | None = Field(None, ge=8, description="re-encode images at this short side")
+    leak_threshold: float = Field(0.92, gt=0, le=1)
+    leak_check: bool = True
+
+
+class ExtractConfig(_Strict):
+    short_side: int = Field(320, ge=8)
+    frames_per_clip: int = Field(8, ge=1)
+    window_s: float | None = Field(None, gt=0, description="untrimmed window; default: median target duration")
+    stride_s: float | None = Field(None, gt=0, description="default: window_s (consecutive windows)")
+    shot_split: bool = False
+    shot_threshold: float = Field(0.5, gt=0, le=1)
+    workers: int = Field(2, ge=1)
+    shard_items: int = Field(64, ge=1)
+    backend: Literal["auto", "pyav", "decord", "ffmpeg"] = "auto"
+
+
+class ModelConfig(_Strict):
+    arch: str = "c3d_small"
+    width: int = Field(32, ge=4)
+    input_size: int = Field(64, ge=8)
+    num_frames: int = Field(8, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    pretrained: Path | None = None
+
+
+def _teacher_image_default() -> ModelConfig:
+    return ModelConfig(arch="tsn_resnet10t", width=16, num_frames=3, epochs=30, lr=0.01)
+
+
+class TeacherConfig(_Strict):
+    image: ModelConfig = Field(default_factory=_teacher_image_default)
+    video: ModelConfig = Field(default_factory=ModelConfig)
+
+
+class FilterConfig(_Strict):
+    min_score: float = Field(0.0, ge=0, le=1)
+    require_top1: bool = True
+
+
+class TrainConfig(_Strict):
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(epochs=40))
+    aux_batch_size: int = Field(8, ge=1)
+    aux_loss_weight: float = Field(1.0, ge=0)
+    resample_power: float | None = Field(0.5, gt=0, le=1)
+    cap_per_class: int | None = Field(None, ge=1)
+    pseudo_clip: Literal["warp", "replicate"] = "warp"
+    warp_strength: float = Field(0.08, ge=0, le=0.5)
+    mixup_alpha: float = Field(0.0, ge=0)
+    baseline: bool = True
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    amp: bool = True
+    checkpoint_every_steps: int = Field(50, ge=1)
+
+
+class EvaluateConfig(_Strict):
+    num_clips: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)
+
+
+class Config(_Strict):
+    workdir: Path
+    classes: Path | list[str]
+    target: TargetConfig
+    sources: list[SourceConfig] = Field(default_factory=list)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return sources
+
+    def class_names(self) -> list[str]:
+        if isinstance(self.classes, list):
+            names = [c.strip() for c in self.classes]
+        else:
+            names = [ln.strip() for ln in Path(self.classes).read_text().splitlines()]
+        names = [n for n in names if n]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"classes: duplicate class names in {self.classes}")
+        if not names:
+            raise ConfigError(f"classes: no class names in {self.classes}")
+        return names
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``3``, ``true``, ``null``)."""
+    out = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw != "" else "")) 
+    return out
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config; relative paths are resolved against the config file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    return config_from_dict(data, base=path.parent.resolve(), origin=str(path))
+
+
+def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config") -> Config:
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {loc}: {msg}")
+        raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines)) from None
+    cfg.workdir = _resolve(cfg.workdir, base)
+    if not isinstance(cfg.classes, list):
+        cfg.classes = _resolve(cfg.classes, base)
+    cfg.target.train = _resolve(cfg.target.train, base)
+    cfg.target.val = _resolve(cfg.target.val, base)
+    for src in cfg.sources:
+        src.list = _resolve(src.list, base)
+    for model in (cfg.teacher.image, cfg.teacher.video, cfg.train.model):
+        if model.pretrained is not None:
+            model.pretrained = _resolve(model.pretrained, base)
+    return cfg

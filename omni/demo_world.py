@@ -1,0 +1,422 @@
+"""A deterministic synthetic "action" world that makes OmniSource's point at small scale.
+
+Classes are (shape, motion) pairs: a disc, a square or a triangle that either slides
+(horizontal motion) or bounces (vertical motion). Objects start anywhere, so a single frame
+cannot tell "slide" from "bounce" (motion-only classes) while the shape separates the rest
+(appearance-only classes). The target domain is small, smooth-background H.264 clips; the
+web is a shifted domain (striped/checked backgrounds, other sizes, JPEG and MPEG-4
+compression) with wrong-class and junk items, broken files, duplicates and near-duplicates
+of validation clips. ``ground_truth.parquet`` records what every web item really is.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+SHAPES = ("disc", "square", "triangle")
+MOTIONS = ("slide", "bounce")
+GENERATOR_VERSION = 3
+
+
+@dataclass
+class WorldSpec:
+    seed: int = 0
+    shapes: tuple[str, ...] = SHAPES
+    train_per_class: int = 6
+    val_per_class: int = 20
+    images_per_class: int = 40
+    videos_per_class: int = 16
+    untrimmed_per_class: int = 3
+    untrimmed_s: float = 12.0
+    clip_s: float = 2.0
+    fps: int = 10
+    size: int = 64
+    wrong_class_rate: float = 0.25
+    junk_rate: float = 0.15
+    val_leaks: int = 4
+
+
+def tiny_spec(seed: int = 0) -> WorldSpec:
+    """A world small enough for unit and end-to-end tests."""
+    return WorldSpec(seed=seed, shapes=("disc", "square"), train_per_class=3, val_per_class=3,
+                     images_per_class=6, videos_per_class=3, untrimmed_per_class=1, untrimmed_s=6.0,
+                     size=48, val_leaks=2)
+
+
+def class_names(spec: WorldSpec) -> list[str]:
+    return [f"{s}_{m}" for s in spec.shapes for m in MOTIONS]
+
+
+# ---------------------------------------------------------------- drawing
+
+def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c1, c2 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+    if not web:  # target domain: smooth two-colour gradient at a random angle
+        ang = rng.uniform(0, 2 * np.pi)
+        t = ((np.cos(ang) * xx + np.sin(ang) * yy) / max(h, w) + 1) / 2
+        bg = c1 * t[..., None] + c2 * (1 - t[..., None])
+    else:  # web domain: stripes or checks at a random period, darker palette
+        period = rng.uniform(5, 14)
+        if rng.random() < 0.5:
+            ang = rng.uniform(0, np.pi)
+            m = (np.sin((np.cos(ang) * xx + np.sin(ang) * yy) / period * 2 * np.pi) > 0)
+        else:
+            m = ((xx // period + yy // period) % 2) > 0
+        bg = np.where(m[..., None], c1 * 0.8, c2 * 0.8)
+    return bg + rng.normal(0, 6, (h, w, 3))
+
+
+_COLOURS = {"disc": (230, 40, 40), "square": (40, 80, 235), "triangle": (245, 215, 30)}
+
+
+def _draw(frame: np.ndarray, shape: str, cx: float, cy: float, r: float) -> None:
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if shape == "disc":
+        m = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    elif shape == "square":
+        m = (np.abs(xx - cx) <= r * 0.85) & (np.abs(yy - cy) <= r * 0.85)
+    else:  # upward triangle
+        m = (yy <= cy + r * 0.8) & (yy >= cy - r) & (np.abs(xx - cx) <= (yy - (cy - r)) * 0.6)
+    frame[m] = _COLOURS[shape]
+
+
+def _trajectory(rng, n: int, h: int, w: int, r: float, motion: str | None, speed: float):
+    """Positions bouncing off the walls along one axis; the other axis is fixed."""
+    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+    v = speed * rng.choice([-1, 1])
+    out = []
+    for _ in range(n):
+        out.append((cx, cy))
+        if motion == "slide":
+            cx += v
+            if not r <= cx <= w - r:
+                v, cx = -v, float(np.clip(cx, r, w - r))
+        elif motion == "bounce":
+            cy += v
+            if not r <= cy <= h - r:
+                v, cy = -v, float(np.clip(cy, r, h - r))
+    return out
+
+
+def render_clip(rng, shape: str | None, motion: str | None, n: int, h: int, w: int, web: bool) -> np.ndarray:
+    """uint8[n, h, w, 3]; ``shape=None`` renders junk (distractor blobs, no class object)."""
+    bg = _background(rng, h, w, web)
+    r = min(h, w) * (rng.uniform(0.13, 0.2) if not web else rng.uniform(0.1, 0.26))
+    speed = min(h, w) * rng.uniform(0.05, 0.09)
+    frames = np.repeat(bg[None], n, axis=0)
+    if shape is None:
+        for _ in range(rng.integers(1, 4)):  # grey blobs drifting randomly
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            g = rng.uniform(60, 200)
+            for i in range(n):
+                yy, xx = np.mgrid[0:h, 0:w]
+                m = (xx - cx - i * rng.uniform(-1, 1)) ** 2 + (yy - cy) ** 2 <= (r * 0.8) ** 2
+                frames[i][m] = g
+        return np.clip(frames, 0, 255).astype(np.uint8)
+    for i, (cx, cy) in enumerate(_trajectory(rng, n, h, w, r, motion, speed)):
+        _draw(frames[i], shape, cx, cy, r)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- encoding
+
+def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264", crf: int = 23) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    frames = frames[:, : h - h % 2, : w - w % 2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        if codec == "libx264":
+            s.options = {"crf": str(crf), "preset": "veryfast"}
+        else:
+            s.bit_rate = 400_000
+        for f in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def write_jpeg(path: Path, frame: np.ndarray, quality: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame).save(path, "JPEG", quality=quality)
+
+
+def _resize_frames(frames: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+
+
+# ---------------------------------------------------------------- the world
+
+def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
+    """Write the world under ``root``; a finished world with the same spec is kept as is."""
+    spec = spec or WorldSpec()
+    root = Path(root)
+    marker = root / "world.json"
+    want = {"generator_version": GENERATOR_VERSION, **asdict(spec)}
+    if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(want)):
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    rng = np.random.default_rng(spec.seed)
+    names = class_names(spec)
+    (root / "target").mkdir(parents=True)
+    (root / "web").mkdir()
+    (root / "crawl").mkdir()
+    (root / "classes.txt").write_text("\n".join(names) + "\n")
+    n_clip = int(spec.clip_s * spec.fps)
+    S = spec.size
+
+    # target train / val
+    val_clips = []
+    for split, per in (("train", spec.train_per_class), ("val", spec.val_per_class)):
+        rows = []
+        for ci, name in enumerate(names):
+            shape, motion = name.split("_")
+            for k in range(per):
+                n = n_clip + int(rng.integers(-2, 3))
+                clip = render_clip(rng, shape, motion, n, S, int(S * 1.25), web=False)
+                rel = f"target/{split}/{name}_{k:03d}.mp4"
+                write_video(root / rel, clip, spec.fps)
+                rows.append({"path": rel.split("/", 1)[1], "label": name})
+                if split == "val":
+                    val_clips.append((rel, name, clip))
+        pd.DataFrame(rows).to_csv(root / "target" / f"{split}.csv", index=False)
+
+    truth = []
+
+    def noisy_label(name):
+        """What the item really shows: the query's class, another class, or junk."""
+        u = rng.random()
+        if u < spec.junk_rate:
+            return None
+        if u < spec.junk_rate + spec.wrong_class_rate:
+            return names[rng.choice([i for i in range(len(names)) if names[i] != name])]
+        return name
+
+    # web images
+    img_rows = []
+    for name in names:
+        for k in range(spec.images_per_class):
+            true = noisy_label(name)
+            h = int(rng.choice([S, int(S * 1.5), S * 2]))
+            w = int(h * rng.choice([1.0, 1.33, 0.75]))
+            shape, motion = true.split("_") if true else (None, None)
+            frame = render_clip(rng, shape, motion, 1, h, w, web=True)[0]
+            rel = f"web/images/{name}_{k:03d}.jpg"
+            write_jpeg(root / rel, frame, quality=int(rng.integers(40, 90)))
+            img_rows.append({"url": rel, "query": name})
+            truth.append({"url": rel, "true_class": true or "junk", "planted": ""})
+
+    # web videos
+    vid_rows = []
+    for name in names:
+        for k in range(spec.videos_per_class):
+            true = noisy_label(name)
+            h = int(rng.choice([S, int(S * 1.5)]))
+            w = int(h * rng.choice([1.33, 1.78]))
+            fps = int(rng.choice([8, 12, 15]))
+            n = int(rng.uniform(1.5, 3.0) * fps)
+            shape, motion = true.split("_") if true else (None, None)
+            clip = render_clip(rng, shape, motion, n, h, w, web=True)
+            if rng.random() < 0.3:
+                rel, codec = f"web/videos/{name}_{k:03d}.avi", "mpeg4"
+            else:
+                rel, codec = f"web/videos/{name}_{k:03d}.mp4", "libx264"
+            write_video(root / rel, clip, fps, codec=codec, crf=int(rng.integers(23, 33)))
+            vid_rows.append({"url": rel, "query": name})
+            truth.append({"url": rel, "true_class": true or "junk", "planted": ""})
+
+    # long untrimmed videos: action segments of the query class between idle/other segments
+    un_rows = []
+    for name in names:
+        shape, motion = name.split("_")
+        for k in range(spec.untrimmed_per_class):
+            h, w = S, int(S * 1.33)
+            t, parts, segments = 0.0, [], []
+            while t < spec.untrimmed_s - 0.5:
+                seg_s = min(float(rng.uniform(1.5, 3.5)), spec.untrimmed_s - t)
+                n = max(1, int(round(seg_s * spec.fps)))
+                u = rng.random()
+                if u < 0.5:
+                    cls = name
+                elif u < 0.7:
+                    cls = names[rng.integers(len(names))]
+                else:
+                    cls = None
+                sh, mo = cls.split("_") if cls else (None, None)
+                parts.append(render_clip(rng, sh, mo, n, h, w, web=True))
+                segments.append({"start_s": t, "end_s": t + n / spec.fps, "class": cls or "junk"})
+                t += n / spec.fps
+            rel = f"web/untrimmed/{name}_{k:03d}.mp4"
+            write_video(root / rel, np.concatenate(parts), spec.fps)
+            un_rows.append({"url": rel, "query": name})
+            truth.append({"url": rel, "true_class": name, "planted": "", "segments": json.dumps(segments)})
+
+    # planted problems
+    bad_img = [
+        ("web/images/bad_zero_bytes.jpg", b"", "zero-byte"),
+        ("web/images/bad_html.jpg", b"<!DOCTYPE html><html><body>Not found</body></html>", "html"),
+    ]
+    for rel, data, kind in bad_img:
+        (root / rel).write_bytes(data)
+        img_rows.append({"url": rel, "query": names[0]})
+        truth.append({"url": rel, "true_class": "junk", "planted": kind})
+    img_rows.append({"url": "web/images/missing_404.jpg", "query": names[1]})
+    truth.append({"url": "web/images/missing_404.jpg", "true_class": "junk", "planted": "404"})
+    # exact duplicates: the same bytes listed again (once under another query)
+    for i, row in enumerate(img_rows[:2]):
+        img_rows.append({"url": row["url"], "query": names[(i + 1) % len(names)]})
+    dup_src = vid_rows[0]["url"]
+    dup_rel = "web/videos/copy_of_" + Path(dup_src).name
+    shutil.copyfile(root / dup_src, root / dup_rel)
+    vid_rows.append({"url": dup_rel, "query": vid_rows[0]["query"]})
+    truth.append({"url": dup_rel, "true_class": next(t["true_class"] for t in truth if t["url"] == dup_src),
+                  "planted": "duplicate"})
+    # a truncated video and an HTML page behind .mp4
+    src = root / vid_rows[1]["url"]
+    trunc = root / "web/videos/bad_truncated.mp4"
+    trunc.write_bytes(src.read_bytes()[: max(64, src.stat().st_size * 2 // 5)])
+    (root / "web/videos/bad_html.mp4").write_bytes(b"<html><head><title>404</title></head></html>")
+    for rel, kind in (("web/videos/bad_truncated.mp4", "truncated"), ("web/videos/bad_html.mp4", "html")):
+        vid_rows.append({"url": rel, "query": names[0]})
+        truth.append({"url": rel, "true_class": "junk", "planted": kind})
+    # near-duplicates of val items: re-encoded, resized and slightly cropped copies
+    for j, idx in enumerate(rng.choice(len(val_clips), size=min(spec.val_leaks, len(val_clips)), replace=False)):
+        rel_val, name, clip = val_clips[int(idx)]
+        n, h, w = clip.shape[:3]
+        dy, dx = max(1, h // 20), max(1, w // 20)
+        crop = clip[:, dy: h - dy, dx: w - dx]
+        scale = 1.5 if j % 2 == 0 else 0.8
+        crop = _resize_frames(crop, int(crop.shape[2] * scale) // 2 * 2, int(crop.shape[1] * scale) // 2 * 2)
+        if j % 2 == 0:
+            rel = f"web/videos/leak_{j}.mp4"
+            write_video(root / rel, crop, spec.fps, crf=30)
+            vid_rows.append({"url": rel, "query": name})
+        else:
+            rel = f"web/images/leak_{j}.jpg"
+            write_jpeg(root / rel, crop[n // 2], quality=70)
+            img_rows.append({"url": rel, "query": name})
+        truth.append({"url": rel, "true_class": name, "planted": "leak", "leak_of": rel_val})
+
+    for rows in (img_rows, vid_rows, un_rows):  # lists live in crawl/: paths relative to it
+        for r in rows:
+            r["url"] = "../" + r["url"]
+    pd.DataFrame(img_rows).to_csv(root / "crawl" / "web_images.csv", index=False)
+    pd.DataFrame(vid_rows).to_json(root / "crawl" / "web_videos.jsonl", orient="records", lines=True)
+    pd.DataFrame(un_rows).to_parquet(root / "crawl" / "untrimmed.parquet", index=False)
+    pd.DataFrame(truth).to_parquet(root / "ground_truth.parquet", index=False)
+    marker.write_text(json.dumps(want))
+    return root
+
+
+def served_lists(world: Path, base_url: str, out: Path) -> dict[str, Path]:
+    """Copies of the crawl lists with URLs under ``base_url`` (the demo's local HTTP server)."""
+    out.mkdir(parents=True, exist_ok=True)
+    res = {}
+    for name, reader, writer in (
+        ("web_images.csv", pd.read_csv, lambda d, p: d.to_csv(p, index=False)),
+        ("web_videos.jsonl", lambda p: pd.read_json(p, lines=True),
+         lambda d, p: d.to_json(p, orient="records", lines=True)),
+        ("untrimmed.parquet", pd.read_parquet, lambda d, p: d.to_parquet(p, index=False)),
+    ):
+        df = reader(world / "crawl" / name)
+        df["url"] = [f"{base_url.rstrip('/')}/{u.removeprefix('../')}" for u in df["url"]]
+        writer(df, out / name)
+        res[name] = out / name
+    return res
+
+
+def demo_config(world: Path, workdir: Path, crawl_dir: Path, tiny: bool = False) -> dict:
+    """The pipeline config for the demo world (plain data, written as YAML by the CLI)."""
+    cfg = {
+        "workdir": str(workdir),
+        "classes": str(world / "classes.txt"),
+        "target": {"train": str(world / "target/train.csv"), "val": str(world / "target/val.csv")},
+        "sources": [
+            {"name": "web_images", "kind": "image", "list": str(crawl_dir / "web_images.csv")},
+            {"name": "web_videos", "kind": "video", "list": str(crawl_dir / "web_videos.jsonl")},
+            {"name": "untrimmed", "kind": "untrimmed", "list": str(crawl_dir / "untrimmed.parquet")},
+        ],
+        "ingest": {"allow_private_addresses": True, "workers": 8, "tries": 2, "backoff_s": 0.1},
+        "extract": {"short_side": 56, "frames_per_clip": 8},
+        "teacher": {
+            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 40,
+                      "batch_size": 16, "lr": 0.02},
+            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 40,
+                      "batch_size": 12, "lr": 0.02},
+        },
+        "train": {"model": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8,
+                            "epochs": 25, "batch_size": 12, "lr": 0.02},
+                  "aux_batch_size": 12},
+        "evaluate": {"num_clips": 2},
+    }
+    if tiny:
+        for m in (cfg["teacher"]["image"], cfg["teacher"]["video"], cfg["train"]["model"]):
+            m.update(epochs=2, width=8, input_size=32)
+        cfg["extract"]["short_side"] = 36
+    return cfg
+
+
+def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
+    """Filtering precision and planted-problem recall against the generator's ground truth."""
+    truth = pd.read_parquet(world / "ground_truth.parquet")
+    truth["key"] = truth["url"]
+    items = web_items.copy()
+    items["key"] = [_relative_url(u) for u in items["url"]]
+    t = truth.drop_duplicates("key").set_index("key")
+    report: dict = {"sources": {}}
+    for src, g in items.groupby("source", sort=False):
+        true_cls = []
+        for _, row in g.iterrows():
+            info = t.loc[row["key"]] if row["key"] in t.index else None
+            if info is None:
+                true_cls.append("junk")
+            elif isinstance(info.get("segments"), str) and info["segments"] and not pd.isna(row.get("start_s")):
+                true_cls.append(_window_class(json.loads(info["segments"]), row["start_s"], row["end_s"]))
+            else:
+                true_cls.append(info["true_class"])
+        g = g.assign(true_class=true_cls)
+        correct = g["true_class"] == g["query"]
+        kept = g["status"] == "kept"
+        usable = g["status"].isin(["kept", "filtered"])
+        report["sources"][src] = {
+            "kept": int(kept.sum()),
+            "precision_kept": float(correct[kept].mean()) if kept.any() else None,
+            "precision_unfiltered": float(correct[usable].mean()) if usable.any() else None,
+        }
+    planted = truth[truth["planted"] == "leak"]["key"].tolist()
+    status = dict(zip(items["key"], items["status"]))
+    clean = truth[truth["planted"] == ""]["key"]
+    report["leaks_planted"] = len(planted)
+    report["leaks_found"] = sum(status.get(k) == "leak" for k in planted)
+    report["false_leaks"] = int(sum(status.get(k) == "leak" for k in clean))
+    return report
+
+
+def _relative_url(url: str) -> str:
+    marker = "/web/"
+    i = url.rfind(marker)
+    return url[i + 1:] if i >= 0 else url
+
+
+def _window_class(segments: list[dict], start: float, end: float) -> str:
+    """The class covering most of a window, or junk."""
+    best, cover = "junk", 0.0
+    for s in segments:
+        ov = min(end, s["end_s"]) - max(start, s["start_s"])
+        if ov > cover:
+            best, cover = s["class"], ov
+    return best if cover >= 0.5 * (end - start) else "junk"

@@ -1,0 +1,166 @@
+"""Extract: ingested items -> resized frames in a sharded frame store + ``samples.parquet``.
+
+Target clips and web videos become one sample each (``frames_per_clip`` frames sampled over
+the whole clip); web images become one-frame samples (the unified form is made at training
+time); untrimmed videos are cut into consecutive fixed-length windows, one sample each, with
+``start_s``/``end_s``. Work is split into chunks of items; each chunk writes one shard and
+then one part file, so a rerun skips finished chunks. Source files are only read.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .config import ExtractConfig
+from .decode import DecodeError, Window, decode_windows, load_image
+from .framestore import ShardWriter
+
+log = logging.getLogger(__name__)
+
+
+def plan_windows(duration_s: float, window_s: float, stride_s: float,
+                 shots: list[tuple[float, float]] | None = None) -> list[Window]:
+    """Consecutive windows over each shot (or the whole video); a tail shorter than half a
+    window is dropped unless it is all there is."""
+    spans = shots or [(0.0, duration_s)]
+    out = []
+    for s0, s1 in spans:
+        length = s1 - s0
+        if length <= 0:
+            continue
+        if length <= window_s:
+            out.append(Window(s0, s1))
+            continue
+        n = int(math.floor((length - window_s) / stride_s)) + 1
+        for k in range(n):
+            out.append(Window(s0 + k * stride_s, s0 + k * stride_s + window_s))
+        tail_start = s0 + n * stride_s
+        if s1 - tail_start >= 0.5 * window_s:
+            out.append(Window(tail_start, s1))
+    return out
+
+
+def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> str:
+    """Worker: decode one chunk of items into one shard; returns the part file's path."""
+    ecfg = ExtractConfig(**cfg)
+    root = Path(root)
+    writer = ShardWriter(root / "frames", chunk_id)
+    rows = []
+    try:
+        for item in items:
+            base = {k: item[k] for k in ("item_id", "split", "source", "kind", "label")}
+            try:
+                if item["kind"] == "image":
+                    frames = [load_image(item["path"], ecfg.short_side)]
+                    windows = [Window(0.0, 0.0)]
+                else:
+                    windows = _windows_for(item, ecfg)
+                    frames = decode_windows(item["path"], windows, ecfg.frames_per_clip, ecfg.short_side,
+                                            backend=ecfg.backend)
+                for ci, (win, arr) in enumerate(zip(windows, frames)):
+                    ref = writer.append(arr)
+                    rows.append({**base, "sample_id": f"{item['item_id']}#{ci}", "clip_index": ci,
+                                 "start_s": win.start_s if item["kind"] == "untrimmed" else np.nan,
+                                 "end_s": win.end_s if item["kind"] == "untrimmed" else np.nan,
+                                 "status": "ok", "reason": "", **ref})
+            except Exception as exc:  # a bad item is recorded, never fatal for the chunk
+                reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+                rows.append({**base, "sample_id": f"{item['item_id']}#0", "clip_index": 0,
+                             "start_s": np.nan, "end_s": np.nan, "status": "failed",
+                             "reason": f"decode failed: {reason[:200]}", "shard": "", "offset": 0,
+                             "t": 0, "h": 0, "w": 0})
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    part = root / "parts" / f"{chunk_id}.parquet"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    tmp = part.with_name(f".{part.name}.tmp")
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    os.replace(tmp, part)
+    return str(part)
+
+
+def _windows_for(item: dict, ecfg: ExtractConfig) -> list[Window]:
+    duration = float(item["duration_s"])
+    if item["kind"] != "untrimmed":
+        return [Window(0.0, duration)]
+    shots = None
+    if ecfg.shot_split:
+        from .shots import detect_shots
+
+        shots = detect_shots(item["path"], ecfg.shot_threshold)
+    return plan_windows(duration, item["window_s"], item["stride_s"], shots)
+
+
+def extract(ingest_dir: Path, out_dir: Path, ecfg: ExtractConfig,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Decode every usable item; writes ``samples.parquet`` and ``frames/`` under ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "frames").mkdir(parents=True, exist_ok=True)
+    targets = pd.read_parquet(Path(ingest_dir) / "targets.parquet")
+    items = pd.read_parquet(Path(ingest_dir) / "items.parquet")
+    train_dur = targets.loc[(targets["split"] == "train") & (targets["status"] == "ok"), "duration_s"]
+    window_s = ecfg.window_s or (float(np.median(train_dur)) if len(train_dur) else 10.0)
+    stride_s = ecfg.stride_s or window_s
+
+    work = []
+    for r in targets[targets["status"] == "ok"].to_dict("records"):
+        work.append({"item_id": r["item_id"], "split": r["split"], "source": "target", "kind": "video",
+                     "label": int(r["label"]), "path": r["path"], "duration_s": r["duration_s"]})
+    for r in items[items["status"] == "ok"].to_dict("records"):
+        work.append({"item_id": r["item_id"], "split": "web", "source": r["source"], "kind": r["kind"],
+                     "label": int(r["label"]), "path": r["path"], "duration_s": r.get("duration_s"),
+                     "window_s": window_s, "stride_s": stride_s})
+    # interleave long and short items so chunks take similar time
+    chunks = [work[i:i + ecfg.shard_items] for i in range(0, len(work), ecfg.shard_items)]
+    chunk_ids = [f"shard-{i:05d}" for i in range(len(chunks))]
+    todo = [(cid, ch) for cid, ch in zip(chunk_ids, chunks)
+            if not (out_dir / "parts" / f"{cid}.parquet").exists()]
+    for stale in (out_dir / "frames").glob(".*.tmp"):
+        stale.unlink()
+    started = time.time()
+    done = len(chunks) - len(todo)
+    if progress:
+        progress(done, len(chunks))
+    cfg_dict = ecfg.model_dump()
+    if ecfg.workers == 1 or len(todo) <= 1:
+        for cid, ch in todo:
+            _extract_chunk(cid, ch, cfg_dict, str(out_dir))
+            done += 1
+            if progress:
+                progress(done, len(chunks))
+    else:
+        with ProcessPoolExecutor(max_workers=ecfg.workers, mp_context=get_context("spawn")) as pool:
+            futs = [pool.submit(_extract_chunk, cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo]
+            for fut in as_completed(futs):
+                fut.result()
+                done += 1
+                if progress:
+                    progress(done, len(chunks))
+    parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
+    samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    tmp = out_dir / ".samples.parquet.tmp"
+    samples.to_parquet(tmp, index=False)
+    os.replace(tmp, out_dir / "samples.parquet")
+    elapsed = time.time() - started
+    ok = samples[samples["status"] == "ok"] if len(samples) else samples
+    return {
+        "samples": int(len(ok)),
+        "failed_items": int((samples["status"] == "failed").sum()) if len(samples) else 0,
+        "window_s": window_s,
+        "stride_s": stride_s,
+        "frames": int(ok["t"].sum()) if len(ok) else 0,
+        "bytes": int(sum((out_dir / "frames" / f"{c}.bin").stat().st_size for c in chunk_ids
+                         if (out_dir / "frames" / f"{c}.bin").exists())),
+        "elapsed_s": round(elapsed, 2),
+    }

@@ -1,0 +1,170 @@
+"""Know what a file is from its bytes, and check that it decodes as what it claims."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_TYPES = {"jpeg", "png", "gif", "webp", "bmp", "tiff"}
+VIDEO_TYPES = {"mp4", "mov", "avi", "webm", "mkv", "flv", "mpeg-ts", "mpeg-ps", "3gp", "ogg"}
+EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
+              "mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv", "flv": ".flv",
+              "mpeg-ts": ".ts", "mpeg-ps": ".mpg", "3gp": ".3gp", "ogg": ".ogv"}
+
+
+class MediaError(ValueError):
+    """A file that is not usable media; the message is the per-item reason."""
+
+
+def sniff_type(head: bytes) -> str:
+    """The file type named by its first bytes (at least 64 bytes for reliable answers)."""
+    if not head:
+        return "empty"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand.startswith(b"qt"):
+            return "mov"
+        if brand.startswith(b"3g"):
+            return "3gp"
+        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+            return "heif"
+        return "mp4"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head[:64] else "mkv"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:1] == b"\x47" and len(head) > 188 and head[188:189] == b"\x47":
+        return "mpeg-ts"
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "mpeg-ps"
+    if head[:4] == b"%PDF":
+        return "pdf"
+    text = head[:512].lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text:
+        return "html"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "xml"
+    if text.startswith((b"{", b"[")):
+        return "json"
+    try:
+        head[:512].decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "unknown"
+
+
+def sniff_file(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return sniff_type(fh.read(1024))
+
+
+@dataclass
+class ImageInfo:
+    type: str
+    width: int
+    height: int
+
+
+@dataclass
+class VideoInfo:
+    type: str
+    width: int
+    height: int
+    duration_s: float
+    fps: float
+    codec: str
+
+
+def check_image(path: str | Path, file_type: str, max_pixels: int) -> ImageInfo:
+    """Decode an image fully (with a pixel cap against decompression bombs)."""
+    from PIL import Image
+
+    if file_type not in IMAGE_TYPES:
+        raise MediaError(f"not an image: {file_type}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
+                im.load()
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"too many pixels: {exc}") from None
+    except Exception as exc:
+        raise MediaError(f"corrupt image: {type(exc).__name__}: {str(exc)[:80]}") from None
+    return ImageInfo(file_type, w, h)
+
+
+def check_video(path: str | Path, file_type: str) -> VideoInfo:
+    """Probe a video (stream present, duration, fps, size) and decode its start and end."""
+    import av
+
+    if file_type not in VIDEO_TYPES:
+        raise MediaError(f"not a video: {file_type}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
+            duration = _duration_s(container, stream)
+            first = None
+            for frame in container.decode(stream):
+                first = frame
+                break
+            if first is None:
+                raise MediaError("truncated video: no frame decodes")
+            w, h = first.width, first.height
+            if duration and duration > 1.0:
+                _check_tail(container, stream, duration)
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"corrupt video: {type(exc).__name__}: {str(exc)[:80]}") from None
+    if not duration:
+        raise MediaError("truncated video: unknown duration")
+    return VideoInfo(file_type, w, h, duration, fps, stream.codec_context.name)
+
+
+def _duration_s(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    if stream.frames and stream.average_rate:
+        return stream.frames / float(stream.average_rate)
+    return 0.0
+
+
+def _check_tail(container, stream, duration: float) -> None:
+    """Seek near the end and require a decodable frame there; a cut-off file has none."""
+    target = max(0.0, duration - 1.0)
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    container.seek(int((start + target) / stream.time_base), stream=stream, backward=True)
+    last_t = None
+    for frame in container.decode(stream):
+        if frame.time is not None:
+            last_t = frame.time - start
+    if last_t is None or last_t < duration - 2.0 - 0.5 * duration * 0.1:
+        raise MediaError(f"truncated video: decodes to {last_t or 0:.1f}s of {duration:.1f}s")

@@ -1,0 +1,96 @@
+"""Model builders: a TSN-style 2D model over timm backbones, and 3D CNNs for clips.
+
+Every model takes ``float[B, 3, T, H, W]`` and returns class logits.
+- ``tsn_<timm name>`` (e.g. ``tsn_resnet10t``): a 2D CNN applied to each frame, scores averaged.
+- ``c3d_small``: a SlowOnly-style 3D CNN (spatial-only convs early, spatio-temporal late),
+  small enough to train on a CPU.
+- ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: torchvision's video ResNets, for GPU workers.
+``pretrained`` loads a local state dict (never downloaded); the classifier is re-initialised
+when its shape differs.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class TSN(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        return self.backbone(frames).view(b, t, -1).mean(dim=1)
+
+
+def _block(cin: int, cout: int, temporal: int, stride: int) -> nn.Sequential:
+    k = (temporal, 3, 3)
+    p = (temporal // 2, 1, 1)
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, k, stride=(1, stride, stride), padding=p, bias=False),
+        nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+        nn.Conv3d(cout, cout, k, padding=p, bias=False),
+        nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class C3DSmall(nn.Module):
+    """Four stages of width w, 2w, 4w, 8w; temporal kernels only in the last two (SlowOnly)."""
+
+    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.3):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv3d(3, w, (1, 5, 5), stride=(1, 2, 2), padding=(0, 2, 2), bias=False),
+                                  nn.BatchNorm3d(w), nn.ReLU(inplace=True))
+        self.stages = nn.Sequential(_block(w, w, 1, 1), _block(w, 2 * w, 1, 2),
+                                    _block(2 * w, 4 * w, 3, 2), _block(4 * w, 8 * w, 3, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(8 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path | None = None) -> nn.Module:
+    if arch == "c3d_small":
+        model = C3DSmall(num_classes, width)
+    elif arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
+        import torchvision.models.video as tvv
+
+        model = getattr(tvv, arch)(weights=None, num_classes=num_classes)
+    elif arch.startswith("tsn_"):
+        import timm
+
+        name = arch[4:]
+        try:
+            backbone = timm.create_model(name, pretrained=False, num_classes=num_classes)
+        except RuntimeError as exc:
+            raise ValueError(f"unknown timm model {name!r} in arch {arch!r}: {exc}") from None
+        model = TSN(backbone)
+    else:
+        raise ValueError(f"unknown arch {arch!r}: use c3d_small, r3d_18, mc3_18, r2plus1d_18 or tsn_<timm model>")
+    if pretrained is not None:
+        load_pretrained(model, Path(pretrained))
+    return model
+
+
+def load_pretrained(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    log.info("loaded %d/%d tensors from %s", len(usable), len(own), path)
+
+
+def is_2d(arch: str) -> bool:
+    return arch.startswith("tsn_")

@@ -1,0 +1,93 @@
+"""What a run did, read back from its output files: counts per source, metrics per run."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pandas as pd
+
+from .config import Config
+from .stages import read_metrics, runs, stage_dir
+
+
+def pipeline_report(cfg: Config) -> dict:
+    rep: dict = {"workdir": str(cfg.workdir), "sources": {}, "runs": {}}
+    web_path = stage_dir(cfg, "manifest") / "web_items.parquet"
+    if web_path.exists():
+        web = pd.read_parquet(web_path)
+        for src, g in web.groupby("source", sort=False):
+            items = g.drop_duplicates("item_id")
+            rejected = g[g["status"] != "kept"]
+            reasons = Counter(_group(s, r) for s, r in zip(rejected["status"], rejected["reason"]))
+            rep["sources"][src] = {
+                "crawled": int(len(items)),
+                "ingested": int(len(items) - _ingest_failed(items)
+                                - items["status"].isin(["duplicate", "leak"]).sum()),
+                "samples": int(g["sample_id"].notna().sum()),
+                "kept": int((g["status"] == "kept").sum()),
+                "rejected": dict(reasons.most_common()),
+            }
+    teacher = stage_dir(cfg, "teacher") / "summary.json"
+    if teacher.exists():
+        rep["teacher"] = {k: v.get("val") for k, v in json.loads(teacher.read_text()).items()}
+    for run in runs(cfg):
+        m = read_metrics(cfg, run)
+        if m:
+            rep["runs"][run] = {k: m[k] for k in ("top1", "top5", "mean_class_accuracy")}
+    return rep
+
+
+def _ingest_failed(items: pd.DataFrame) -> int:
+    """Items that failed before extraction (fetch or validation), not at decode time."""
+    failed = items[items["status"] == "failed"]
+    return int((~failed["reason"].str.startswith("decode failed")).sum())
+
+
+def _group(status: str, reason: str) -> str:
+    if status == "filtered":
+        return "filtered by teacher"
+    if status == "leak":
+        return "leak (val near-duplicate)"
+    if status == "duplicate":
+        return "duplicate"
+    for prefix in ("corrupt video", "corrupt image", "truncated video", "decode failed", "validation error"):
+        if reason.startswith(prefix):
+            return prefix
+    return reason
+
+
+def report_table(rep: dict, extra: dict | None = None) -> str:
+    """Plain-text tables for the terminal."""
+    lines = []
+    extra = extra or {}
+    if rep["sources"]:
+        head = f"{'source':<12}{'crawled':>8}{'ingested':>9}{'samples':>8}{'kept':>6}"
+        has_prec = any("precision_kept" in v for v in extra.get("sources", {}).values())
+        if has_prec:
+            head += f"{'precision':>10}{'(unfilt.)':>10}"
+        lines += [head + "  rejected (reason: count)", "-" * len(head)]
+        for src, s in rep["sources"].items():
+            line = f"{src:<12}{s['crawled']:>8}{s['ingested']:>9}{s['samples']:>8}{s['kept']:>6}"
+            if has_prec:
+                e = extra["sources"].get(src, {})
+                line += f"{_pct(e.get('precision_kept')):>10}{_pct(e.get('precision_unfiltered')):>10}"
+            lines.append(line + "  " + ", ".join(f"{k}: {v}" for k, v in s["rejected"].items()))
+    if rep.get("teacher"):
+        t = ", ".join(f"{k} teacher top1 {_pct((v or {}).get('top1'))}" for k, v in rep["teacher"].items())
+        lines += ["", f"teachers on val: {t}"]
+    if rep["runs"]:
+        lines += ["", f"{'run':<12}{'top1':>8}{'top5':>8}{'mean class acc':>16}"]
+        for run, m in rep["runs"].items():
+            lines.append(f"{run:<12}{_pct(m['top1']):>8}{_pct(m['top5']):>8}{_pct(m['mean_class_accuracy']):>16}")
+        if {"baseline", "omnisource"} <= set(rep["runs"]):
+            d = rep["runs"]["omnisource"]["top1"] - rep["runs"]["baseline"]["top1"]
+            lines.append(f"web data worth: {d * 100:+.1f} points top-1")
+    return "\n".join(lines)
+
+
+def report_markdown(rep: dict) -> str:
+    return "# OmniSource run\n\n```\n" + report_table(rep) + "\n```\n"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
