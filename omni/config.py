@@ -43,7 +43,7 @@ class IngestConfig(_Strict):
     allow_private_addresses: bool = False
     max_image_pixels: int = Field(50_000_000, gt=0)
     image_short_side: int | None = Field(None, ge=8, description="re-encode images at this short side")
-    leak_threshold: float = Field(0.92, gt=0, le=1)
+    leak_threshold: float = Field(0.85, gt=0, le=1)
     leak_check: bool = True
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 SHAPES = ("disc", "square", "triangle")
 MOTIONS = ("slide", "bounce")
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 5
 
 
 @dataclass
@@ -57,6 +57,8 @@ def class_names(spec: WorldSpec) -> list[str]:
 # ---------------------------------------------------------------- drawing
 
 def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarray:
+    """A unique cluttered scene: a base pattern plus soft random blobs (like real backgrounds,
+    no two items share one)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c1, c2 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
     if not web:  # target domain: smooth two-colour gradient at a random angle
@@ -71,6 +73,16 @@ def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarr
         else:
             m = ((xx // period + yy // period) % 2) > 0
         bg = np.where(m[..., None], c1 * 0.8, c2 * 0.8)
+    for _ in range(int(rng.integers(4, 8))):  # clutter: soft blobs in muted colours
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        sx, sy = rng.uniform(0.05, 0.25) * w, rng.uniform(0.05, 0.25) * h
+        a = np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))[..., None] * rng.uniform(0.6, 1.0)
+        bg = bg * (1 - a) + rng.uniform(30, 200, 3) * a
+    for _ in range(int(rng.integers(2, 5))):  # and hard-edged furniture
+        x0, y0 = rng.uniform(-0.2, 0.9) * w, rng.uniform(-0.2, 0.9) * h
+        x1, y1 = x0 + rng.uniform(0.1, 0.5) * w, y0 + rng.uniform(0.1, 0.5) * h
+        box = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+        bg[box] = rng.uniform(20, 180, 3)
     return bg + rng.normal(0, 6, (h, w, 3))
 
 

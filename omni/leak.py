@@ -38,30 +38,30 @@ def _normalise(thumbs: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-6)
 
 
-def best_matches(query: list[np.ndarray], reference: list[np.ndarray], chunk: int = 4096
+def best_matches(query: list[np.ndarray], reference: list[np.ndarray], chunk: int = 256
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """For each query item (a stack of frame thumbnails), the most similar reference item.
+    """For each query item (a stack of frame thumbnails), its most similar reference item.
 
-    Returns (similarity, reference index), one of each per query item; -1 where either side
-    has no thumbnails.
+    An item pair's similarity is the mean, over the query's frames, of each frame's best
+    cosine match among the reference item's frames: every sampled frame must have a twin.
+    Returns (similarity, reference index) per query item; -1 where either side is empty.
     """
     sims = np.full(len(query), -1.0, np.float32)
     which = np.full(len(query), -1, np.int64)
     ref_rows = [(i, t) for i, t in enumerate(reference) if len(t)]
-    if not ref_rows or not query:
+    if not ref_rows:
         return sims, which
     ref = _normalise(np.concatenate([t for _, t in ref_rows]))
-    ref_owner = np.concatenate([np.full(len(t), i) for i, t in ref_rows])
-    q_rows = [(i, t) for i, t in enumerate(query) if len(t)]
-    if not q_rows:
-        return sims, which
-    q = _normalise(np.concatenate([t for _, t in q_rows]))
-    q_owner = np.concatenate([np.full(len(t), i) for i, t in q_rows])
-    for start in range(0, len(q), chunk):
-        s = q[start:start + chunk] @ ref.T
-        best = s.argmax(axis=1)
-        val = s[np.arange(len(best)), best]
-        for owner, v, b in zip(q_owner[start:start + chunk], val, best):
-            if v > sims[owner]:
-                sims[owner], which[owner] = v, ref_owner[b]
+    starts = np.cumsum([0] + [len(t) for _, t in ref_rows[:-1]])
+    ref_ids = np.array([i for i, _ in ref_rows])
+    q_items = [i for i, t in enumerate(query) if len(t)]
+    for c0 in range(0, len(q_items), chunk):
+        ids = q_items[c0:c0 + chunk]
+        q = _normalise(np.concatenate([query[i] for i in ids]))
+        per_frame = np.maximum.reduceat(q @ ref.T, starts, axis=1)  # [query frames, reference items]
+        bounds = np.cumsum([0] + [len(query[i]) for i in ids])
+        per_item = np.add.reduceat(per_frame, bounds[:-1], axis=0) / np.diff(bounds)[:, None]
+        best = per_item.argmax(axis=1)
+        sims[ids] = per_item[np.arange(len(ids)), best]
+        which[ids] = ref_ids[best]
     return sims, which

@@ -117,7 +117,10 @@ def check_image(path: str | Path, file_type: str, max_pixels: int) -> ImageInfo:
 
 
 def check_video(path: str | Path, file_type: str) -> VideoInfo:
-    """Probe a video (stream present, duration, fps, size) and decode its start and end."""
+    """Probe a video (stream present, duration, fps, size) and decode its start and end.
+
+    A file whose frames stop well before its declared duration is ``truncated video``.
+    """
     import av
 
     if file_type not in VIDEO_TYPES:
@@ -129,42 +132,74 @@ def check_video(path: str | Path, file_type: str) -> VideoInfo:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
             duration = _duration_s(container, stream)
+            if stream.frames and fps:  # a header's frame count outlives truncation (AVI)
+                duration = max(duration, stream.frames / fps)
+            start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
             first = None
+            last_t = None
             for frame in container.decode(stream):
-                first = frame
-                break
+                if first is None:
+                    first = frame
+                if frame.time is not None:
+                    last_t = frame.time - start
+                if duration > 4.0:
+                    break
             if first is None:
                 raise MediaError("truncated video: no frame decodes")
             w, h = first.width, first.height
-            if duration and duration > 1.0:
-                _check_tail(container, stream, duration)
+            if duration > 4.0:
+                last_t = _tail_time(container, stream, start, duration)
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"corrupt video: {type(exc).__name__}: {str(exc)[:80]}") from None
+        cut = _box_truncation(path) if file_type in ("mp4", "mov", "3gp") else ""
+        raise MediaError(cut or f"corrupt video: {type(exc).__name__}: {str(exc)[:80]}") from None
     if not duration:
         raise MediaError("truncated video: unknown duration")
+    frame_s = 1.0 / fps if fps else 0.1
+    if last_t is None or last_t + frame_s < duration - max(0.5, 3 * frame_s):
+        raise MediaError(f"truncated video: frames stop at {last_t or 0:.1f}s of {duration:.1f}s")
     return VideoInfo(file_type, w, h, duration, fps, stream.codec_context.name)
 
 
+def _box_truncation(path: str | Path) -> str:
+    """For ISO-BMFF files: a reason when a top-level box runs past the end of the file."""
+    import struct
+
+    size = Path(path).stat().st_size
+    pos = 0
+    with open(path, "rb") as fh:
+        while pos + 8 <= size:
+            fh.seek(pos)
+            n, kind = struct.unpack(">I4s", fh.read(8))
+            if n == 1:
+                n = struct.unpack(">Q", fh.read(8))[0]
+            elif n == 0:
+                n = size - pos
+            if n < 8:
+                return ""
+            if pos + n > size:
+                name = kind.decode("latin-1")
+                return f"truncated video: file ends inside the '{name}' box ({size - pos} of {n} bytes)"
+            pos += n
+    return ""
+
+
 def _duration_s(container, stream) -> float:
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
     if container.duration:
         return container.duration / 1_000_000
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
     if stream.frames and stream.average_rate:
         return stream.frames / float(stream.average_rate)
     return 0.0
 
 
-def _check_tail(container, stream, duration: float) -> None:
-    """Seek near the end and require a decodable frame there; a cut-off file has none."""
-    target = max(0.0, duration - 1.0)
-    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-    container.seek(int((start + target) / stream.time_base), stream=stream, backward=True)
+def _tail_time(container, stream, start: float, duration: float) -> float | None:
+    """Timestamp of the last frame that decodes after seeking near the declared end."""
+    container.seek(int((start + max(0.0, duration - 2.0)) / stream.time_base), stream=stream, backward=True)
     last_t = None
     for frame in container.decode(stream):
         if frame.time is not None:
             last_t = frame.time - start
-    if last_t is None or last_t < duration - 2.0 - 0.5 * duration * 0.1:
-        raise MediaError(f"truncated video: decodes to {last_t or 0:.1f}s of {duration:.1f}s")
+    return last_t
