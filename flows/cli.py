@@ -65,10 +65,10 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     from omni import stages
     from omni.config import load_config
 
+    cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
     if no_prefect:
         from omni.progress import TextProgress
 
-        cfg = load_config(config_path, overrides)
         names = [stage] if stage else list(STAGE_HELP)
         for name in names:
             fn = getattr(stages, f"run_{name}")

@@ -50,7 +50,7 @@ def spatial_crop(clip: torch.Tensor, size: int, train: bool, rng: np.random.Gene
 def to_input(frames: np.ndarray, size: int, train: bool, rng: np.random.Generator, position: float = 0.5
              ) -> torch.Tensor:
     """uint8[T, H, W, 3] -> normalised float[3, T, size, size]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float().div_(255)
     x = spatial_crop(x, size, train, rng, position)
     return x.sub_(MEAN).div_(STD).permute(1, 0, 2, 3).contiguous()
 

@@ -53,7 +53,7 @@ def warp_clip(frame: np.ndarray, n: int, strength: float = 0.08, rng: np.random.
         gx = sx / (w - 1) * 2 - 1
         gy = sy / (h - 1) * 2 - 1
         grids.append(np.stack([gx, gy], -1).reshape(h, w, 2))
-    img = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()[None].expand(n, -1, -1, -1)
+    img = torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1).float()[None].expand(n, -1, -1, -1)
     grid = torch.from_numpy(np.stack(grids)).float()
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()

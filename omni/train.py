@@ -140,7 +140,7 @@ def fit(mcfg: ModelConfig, num_classes: int, target: ClipDataset, out_dir: Path,
             sched.step()
             step += 1
             seen += len(y)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if progress:
                 progress(step, total)
             if step % checkpoint_every_steps == 0 or step % steps_per_epoch == 0 or step == total:
