@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a demo config value (repeatable)")
     demo.add_argument("--no-prefect", action="store_true", help="call the stages directly instead of through Prefect")
+    demo.add_argument("--generate-only", action="store_true",
+                      help="only write the world and a config over its local files (WORKDIR/config-local.yaml)")
     run = sub.add_parser("run", help="run every stage in order (cached stages are skipped)")
     common(run)
     for name, text in STAGE_HELP.items():
@@ -99,6 +101,12 @@ def _demo(args) -> int:
     workdir = Path(args.workdir).resolve()
     started = time.time()
     world = generate_world(workdir / "world", tiny_spec(args.seed) if args.tiny else WorldSpec(seed=args.seed))
+    local_cfg = workdir / "config-local.yaml"
+    local_cfg.write_text(yaml.safe_dump(demo_config(world, workdir / "run-local", world / "crawl", tiny=args.tiny),
+                                        sort_keys=False))
+    if args.generate_only:
+        print(f"demo world: {world}\nconfig over its local files: {local_cfg}")
+        return 0
     port = 20000 + int(hashlib.sha256(str(workdir).encode()).hexdigest(), 16) % 20000
     with StaticServer(world, port) as server:
         crawl = served_lists(world, server.url, workdir / "crawl")

@@ -30,7 +30,7 @@ class WorldSpec:
     seed: int = 0
     shapes: tuple[str, ...] = SHAPES
     train_per_class: int = 6
-    val_per_class: int = 20
+    val_per_class: int = 40
     images_per_class: int = 40
     videos_per_class: int = 16
     untrimmed_per_class: int = 3
@@ -365,13 +365,13 @@ def demo_config(world: Path, workdir: Path, crawl_dir: Path, tiny: bool = False)
         "ingest": {"allow_private_addresses": True, "workers": 8, "tries": 2, "backoff_s": 0.1},
         "extract": {"short_side": 56, "frames_per_clip": 8},
         "teacher": {
-            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 40,
+            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 60,
                       "batch_size": 16, "lr": 0.02},
-            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 40,
+            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 60,
                       "batch_size": 12, "lr": 0.02},
         },
         "train": {"model": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8,
-                            "epochs": 25, "batch_size": 12, "lr": 0.02},
+                            "epochs": 50, "batch_size": 12, "lr": 0.02},
                   "aux_batch_size": 12},
         "evaluate": {"num_clips": 2},
     }

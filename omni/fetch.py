@@ -172,7 +172,7 @@ class Fetcher:
                 except requests.Timeout:
                     return Fetched(False, "timeout"), 0.0
                 except requests.ConnectionError as exc:
-                    return Fetched(False, f"connection error: {type(exc).__name__}"), 0.0
+                    return Fetched(False, _connection_reason(exc)), 0.0
                 try:
                     if resp.is_redirect:
                         current = urljoin(current, resp.headers.get("Location", ""))
@@ -225,6 +225,16 @@ def _mkstemp(folder: Path) -> tuple[int, str]:
     import tempfile
 
     return tempfile.mkstemp(prefix=".part-", dir=folder)
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc)
+    for needle, reason in (("Connection refused", "connection refused"), ("Name or service not known", "dns error"),
+                           ("Connection reset", "connection reset"), ("Remote end closed", "connection closed"),
+                           ("SSLError", "tls error"), ("certificate", "tls error")):
+        if needle in text or needle in type(exc).__name__:
+            return reason
+    return f"connection error: {type(exc).__name__}"
 
 
 def _retry_after(resp: requests.Response) -> float:

@@ -46,14 +46,6 @@ def blob_path(blobs: Path, sha: str, ext: str) -> Path:
     return blobs / sha[:2] / f"{sha}{ext}"
 
 
-def _image_thumbs(path: str) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
-        return leak.thumbnail(np.asarray(im.convert("RGB")))[None]
-
-
 def _video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
     from .decode import Window, decode_windows
 
@@ -62,13 +54,17 @@ def _video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
     return np.stack([leak.thumbnail(f[0]) for f in frames])
 
 
-def _resize_image_blob(src: str, dst: Path, short_side: int) -> None:
-    from .decode import load_image
+def _save_resized(rgb: np.ndarray, dst: Path, short_side: int) -> None:
     from PIL import Image
 
-    arr = load_image(src, short_side)[0]
+    from .decode import scaled_size
+
+    im = Image.fromarray(rgb)
+    size = scaled_size(im.width, im.height, short_side)
+    if size != im.size:
+        im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    Image.fromarray(arr).save(tmp, "JPEG", quality=95)
+    im.save(tmp, "JPEG", quality=95)
     os.replace(tmp, dst)
 
 
@@ -85,9 +81,11 @@ def process_item(fetcher: Fetcher, url: str, kind: str, blobs: Path, cfg: Config
         rec["file_type"] = ftype
         if ftype == "empty":
             raise MediaError("empty file")
+        rgb = None
         if kind == "image":
-            info = check_image(got.path, ftype, cfg.ingest.max_image_pixels)
-            thumbs = _image_thumbs(got.path)
+            info, rgb = check_image(got.path, ftype, cfg.ingest.max_image_pixels,
+                                    decode_short_side=cfg.ingest.image_short_side or THUMB_SIDE)
+            thumbs = leak.thumbnail(rgb)[None]
         else:
             if ftype in IMAGE_TYPES:
                 raise MediaError(f"not a video: {ftype} image")
@@ -106,7 +104,7 @@ def process_item(fetcher: Fetcher, url: str, kind: str, blobs: Path, cfg: Config
             resized = blobs / got.sha256[:2] / f"{got.sha256}_s{cfg.ingest.image_short_side}.jpg"
             if not resized.exists():
                 resized.parent.mkdir(parents=True, exist_ok=True)
-                _resize_image_blob(rec["path"], resized, cfg.ingest.image_short_side)
+                _save_resized(rgb, resized, cfg.ingest.image_short_side)
             rec["path"] = str(resized)
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))

@@ -93,8 +93,15 @@ class VideoInfo:
     codec: str
 
 
-def check_image(path: str | Path, file_type: str, max_pixels: int) -> ImageInfo:
-    """Decode an image fully (with a pixel cap against decompression bombs)."""
+def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_side: int | None = None):
+    """Decode an image fully (with a pixel cap against decompression bombs).
+
+    Returns ``(info, rgb)``: ``rgb`` is the decoded ``uint8[H, W, 3]`` array; with
+    ``decode_short_side`` a JPEG is decoded by DCT scaling at no less than that short side
+    (every block is still entropy-decoded, so corruption is still caught), which is how one
+    decode serves validation, thumbnails and resizing.
+    """
+    import numpy as np
     from PIL import Image
 
     if file_type not in IMAGE_TYPES:
@@ -106,14 +113,18 @@ def check_image(path: str | Path, file_type: str, max_pixels: int) -> ImageInfo:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
+                if decode_short_side and im.format == "JPEG":
+                    scale = decode_short_side / min(w, h)
+                    im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
                 im.load()
+                rgb = np.asarray(im.convert("RGB"))
     except MediaError:
         raise
     except Image.DecompressionBombError as exc:
         raise MediaError(f"too many pixels: {exc}") from None
     except Exception as exc:
         raise MediaError(f"corrupt image: {type(exc).__name__}: {str(exc)[:80]}") from None
-    return ImageInfo(file_type, w, h)
+    return ImageInfo(file_type, w, h), rgb
 
 
 def check_video(path: str | Path, file_type: str) -> VideoInfo:

@@ -122,6 +122,17 @@ class Keys:
         return cache.stage_key(name, VERSIONS[stage], settings, {u: self[u] for u in upstream})
 
 
+def summarise(info: dict) -> str:
+    """One line of a stage's result for the log."""
+    if "sources" in info:  # ingest
+        parts = []
+        for src, s in info["sources"].items():
+            st = ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
+            parts.append(f"{src}: {s['rows']} rows ({st}; {s['bytes'] / 1e6:.1f} MB)")
+        return "; ".join(parts) + f"; {info.get('items_per_s')} items/s"
+    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, dict))
+
+
 def _require(cfg: Config, keys: Keys, stage: str) -> Path:
     d = stage_dir(cfg, stage)
     if not cache.is_done(d, keys[stage]):
@@ -145,6 +156,7 @@ def _run(cfg: Config, name: str, keys: Keys, body: Callable[[Path], dict], wipe:
     log.info("%s: running (%s)", name, key[:12])
     info = body(d)
     cache.mark_done(d, key, **info)
+    log.info("%s: %s", name, summarise(info))
     return StageResult(name, key, False, info)
 
 

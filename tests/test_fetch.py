@@ -138,3 +138,13 @@ def test_local_files_are_read_in_place(tmp_path):
     assert src.read_bytes() == b"abc"
     assert fetcher(tmp_path).fetch(str(tmp_path / "missing")).reason == "file not found"
     assert fetcher(tmp_path).fetch("ftp://host/x").reason == "unsupported url scheme: ftp"
+
+
+def test_refused_connection_is_named(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    got = fetcher(tmp_path, tries=2).fetch(f"http://127.0.0.1:{port}/x.jpg")
+    assert got.reason == "connection refused after 2 tries"

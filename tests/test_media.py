@@ -21,7 +21,10 @@ def test_sniffing_uses_bytes_not_extensions(tmp_path, realdata):
 
 
 def test_images_decode_and_bombs_are_refused(tmp_path, realdata):
-    assert check_image(realdata / "test.jpg", "jpeg", 10**7).width == 320
+    info, rgb = check_image(realdata / "test.jpg", "jpeg", 10**7)
+    assert info.width == 320 and rgb.shape == (240, 320, 3)
+    info, small = check_image(realdata / "test.jpg", "jpeg", 10**7, decode_short_side=60)
+    assert info.width == 320 and 60 <= small.shape[0] < 240  # DCT-scaled decode, size still reported
     with pytest.raises(MediaError, match="too many pixels"):
         check_image(realdata / "test.jpg", "jpeg", 1000)
     with pytest.raises(MediaError, match="not an image: html"):
@@ -30,6 +33,8 @@ def test_images_decode_and_bombs_are_refused(tmp_path, realdata):
     broken.write_bytes((realdata / "test.jpg").read_bytes()[:2000])
     with pytest.raises(MediaError, match="corrupt image"):
         check_image(broken, "jpeg", 10**7)
+    with pytest.raises(MediaError, match="corrupt image"):  # also when decoding at reduced scale
+        check_image(broken, "jpeg", 10**7, decode_short_side=30)
 
 
 @pytest.mark.parametrize("name,duration", [("test.mp4", 10.0), ("test.avi", 6.56), ("demo_skeleton.mp4", 2.57),
