@@ -71,13 +71,13 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, subpro
     return wall, cpu, proc
 
 
-def omni_config(work: Path, url_list: Path, target: Path) -> Path:
+def omni_config(work: Path, url_list: Path, target: Path, workers: int = 16) -> Path:
     cfg = {
         "workdir": str(work / "omni-work"),
         "classes": ["thing"],
         "target": {"train": str(target / "train.csv"), "val": str(target / "val.csv")},
         "sources": [{"name": "images", "kind": "image", "list": str(url_list)}],
-        "ingest": {"allow_private_addresses": True, "workers": 16, "per_host": 16, "image_short_side": 256,
+        "ingest": {"allow_private_addresses": True, "workers": workers, "per_host": 16, "image_short_side": 256,
                    "tries": 1},
     }
     path = work / "omni.yaml"
@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--img2dataset", default=str(ROOT / ".venv-bench" / "bin" / "img2dataset"))
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--omni-workers", type=int, default=8, help="omni ingest threads (img2dataset: 2x16)")
+    ap.add_argument("--skip-img2dataset", action="store_true", help="time omni only (for tuning)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="omni-bench-ingest-"))
     served = work / "served"
@@ -136,8 +138,12 @@ def main() -> None:
         clean = work / "clean.csv"
         pd.DataFrame({"url": [f"{base}/{n}" for n in names], "query": "thing"}).to_csv(clean, index=False)
 
-        i_wall, i_cpu, i_stats = run_img2dataset(args.img2dataset, clean, work / "i2d-out")
-        o_wall, o_cpu, o_items = run_omni(omni_config(work, clean, work / "target"))
+        if args.skip_img2dataset:
+            i_wall = i_cpu = float("nan")
+            i_stats = pd.DataFrame({"status": []})
+        else:
+            i_wall, i_cpu, i_stats = run_img2dataset(args.img2dataset, clean, work / "i2d-out")
+        o_wall, o_cpu, o_items = run_omni(omni_config(work, clean, work / "target", args.omni_workers))
         n = len(names)
         i_ok = int((i_stats["status"] == "success").sum())
         o_ok = int((o_items["status"] == "ok").sum())

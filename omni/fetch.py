@@ -12,6 +12,7 @@ import ipaddress
 import os
 import random
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
+import urllib3
+from urllib3.exceptions import HTTPError as _U3Error
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.exceptions import TimeoutError as _U3Timeout
 
 RETRY_STATUS = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 MAX_RETRY_AFTER_S = 60.0
@@ -89,23 +93,15 @@ def check_host(host: str, port: int, allow_private: bool) -> str:
 
 
 class Fetcher:
-    """Thread-safe fetcher; one instance per ingest run."""
+    """Thread-safe fetcher; one instance per ingest run (one connection pool per host)."""
 
     def __init__(self, opts: FetchOptions, tmp_dir: Path):
         self.opts = opts
         self.tmp_dir = Path(tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.hosts = _HostLimiter(opts.per_host)
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        sess = getattr(self._local, "session", None)
-        if sess is None:
-            sess = requests.Session()
-            sess.headers["User-Agent"] = self.opts.user_agent
-            sess.trust_env = False
-            self._local.session = sess
-        return sess
+        self.pool = urllib3.PoolManager(num_pools=256, maxsize=opts.per_host, block=False,
+                                        headers={"User-Agent": opts.user_agent})
 
     def fetch(self, url: str) -> Fetched:
         try:
@@ -147,15 +143,12 @@ class Fetcher:
             if attempt < opts.tries:
                 delay = retry_after if retry_after > 0 else opts.backoff_s * (2 ** (attempt - 1))
                 time.sleep(min(delay, MAX_RETRY_AFTER_S) * (1 + 0.25 * random.random()))
-        kind = "timeout" if last_reason.startswith("timeout") else last_reason
-        if kind == "timeout":
-            return Fetched(False, f"timeout after {opts.tries} tries", tries=opts.tries)
         return Fetched(False, f"{last_reason} after {opts.tries} tries", tries=opts.tries)
 
     def _try_http(self, url: str) -> tuple[Fetched, float | None]:
         """One attempt. Returns the result and, when worth retrying, a delay (0: use backoff)."""
         opts = self.opts
-        sess = self._session()
+        timeout = urllib3.Timeout(connect=opts.connect_timeout_s, read=opts.read_timeout_s)
         current = url
         for _hop in range(opts.max_redirects + 1):
             parts = urlsplit(current)
@@ -167,37 +160,40 @@ class Fetcher:
                 return Fetched(False, refused), None
             with self.hosts.get(parts.hostname):
                 try:
-                    resp = sess.get(current, stream=True, allow_redirects=False,
-                                    timeout=(opts.connect_timeout_s, opts.read_timeout_s))
-                except requests.Timeout:
+                    resp = self.pool.request("GET", current, preload_content=False, redirect=False,
+                                             retries=False, timeout=timeout)
+                except NewConnectionError as exc:  # (a ConnectTimeoutError subclass in urllib3)
+                    return Fetched(False, _connection_reason(exc)), 0.0
+                except _U3Timeout:
                     return Fetched(False, "timeout"), 0.0
-                except requests.ConnectionError as exc:
+                except _U3Error as exc:
                     return Fetched(False, _connection_reason(exc)), 0.0
                 try:
-                    if resp.is_redirect:
-                        current = urljoin(current, resp.headers.get("Location", ""))
+                    status = resp.status
+                    if status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                        current = urljoin(current, resp.headers["Location"])
                         continue
-                    status = resp.status_code
                     if status in RETRY_STATUS:
                         return Fetched(False, f"http {status}", http_status=status), _retry_after(resp)
                     if status >= 400:
                         return Fetched(False, f"http {status}", http_status=status), None
-                    return self._stream_body(resp), None
+                    return self._stream_body(resp)
                 finally:
-                    resp.close()
+                    resp.release_conn()
         return Fetched(False, f"too many redirects (> {opts.max_redirects})"), None
 
-    def _stream_body(self, resp: requests.Response) -> Fetched:
+    def _stream_body(self, resp) -> tuple[Fetched, float | None]:
         cap = self.opts.max_bytes
-        declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > cap:
-            return Fetched(False, _too_large(cap), http_status=resp.status_code)
-        fd, tmp = _mkstemp(self.tmp_dir)
+        status = resp.status
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            return Fetched(False, _too_large(cap), http_status=status), None
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=self.tmp_dir)
         h = hashlib.sha256()
         n = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in resp.iter_content(chunk_size=1 << 16):
+                for chunk in resp.stream(1 << 16):
                     n += len(chunk)
                     if n > cap:
                         raise _TooLarge
@@ -205,40 +201,39 @@ class Fetcher:
                     out.write(chunk)
         except _TooLarge:
             os.unlink(tmp)
-            return Fetched(False, _too_large(cap), http_status=resp.status_code)
-        except requests.RequestException as exc:
+            return Fetched(False, _too_large(cap), http_status=status), None
+        except ReadTimeoutError:
             os.unlink(tmp)
-            return Fetched(False, f"read error: {type(exc).__name__}", http_status=resp.status_code)
-        declared_n = int(declared) if declared and declared.isdigit() else None
-        if declared_n is not None and n < declared_n:
+            return Fetched(False, "timeout"), 0.0
+        except (ProtocolError, _U3Error) as exc:
             os.unlink(tmp)
-            return Fetched(False, f"truncated download: {n} of {declared_n} bytes", http_status=resp.status_code)
-        return Fetched(True, path=tmp, is_temp=True, sha256=h.hexdigest(), nbytes=n,
-                       http_status=resp.status_code)
+            if declared.isdigit() and n < int(declared):
+                return Fetched(False, f"truncated download: {n} of {declared} bytes", http_status=status), 0.0
+            return Fetched(False, f"read error: {_connection_reason(exc)}", http_status=status), 0.0
+        if declared.isdigit() and n < int(declared):
+            os.unlink(tmp)
+            return Fetched(False, f"truncated download: {n} of {declared} bytes", http_status=status), 0.0
+        return Fetched(True, path=tmp, is_temp=True, sha256=h.hexdigest(), nbytes=n, http_status=status), None
 
 
 class _TooLarge(Exception):
     pass
 
 
-def _mkstemp(folder: Path) -> tuple[int, str]:
-    import tempfile
-
-    return tempfile.mkstemp(prefix=".part-", dir=folder)
-
-
 def _connection_reason(exc: Exception) -> str:
+    if isinstance(exc, SSLError):
+        return "tls error"
     text = str(exc)
     for needle, reason in (("Connection refused", "connection refused"), ("Name or service not known", "dns error"),
                            ("Connection reset", "connection reset"), ("Remote end closed", "connection closed"),
-                           ("SSLError", "tls error"), ("certificate", "tls error")):
-        if needle in text or needle in type(exc).__name__:
+                           ("certificate", "tls error")):
+        if needle in text:
             return reason
     return f"connection error: {type(exc).__name__}"
 
 
-def _retry_after(resp: requests.Response) -> float:
-    value = resp.headers.get("Retry-After", "").strip()
+def _retry_after(resp) -> float:
+    value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
         return 0.0
     if value.isdigit():

@@ -54,15 +54,17 @@ def _video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
     return np.stack([leak.thumbnail(f[0]) for f in frames])
 
 
-def _save_resized(rgb: np.ndarray, dst: Path, short_side: int) -> None:
+def _resized(im, short_side: int):
+    """A PIL image at ``short_side`` (area averaging, like OpenCV's INTER_AREA); never upscaled."""
     from PIL import Image
 
     from .decode import scaled_size
 
-    im = Image.fromarray(rgb)
     size = scaled_size(im.width, im.height, short_side)
-    if size != im.size:
-        im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
+    return im if size == im.size else im.resize(size, Image.BOX)
+
+
+def _save_jpeg(im, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     im.save(tmp, "JPEG", quality=95)
     os.replace(tmp, dst)
@@ -85,6 +87,8 @@ def process_item(fetcher: Fetcher, url: str, kind: str, blobs: Path, cfg: Config
         if kind == "image":
             info, rgb = check_image(got.path, ftype, cfg.ingest.max_image_pixels,
                                     decode_short_side=cfg.ingest.image_short_side or THUMB_SIDE)
+            if cfg.ingest.image_short_side:
+                rgb = _resized(rgb, cfg.ingest.image_short_side)
             thumbs = leak.thumbnail(rgb)[None]
         else:
             if ftype in IMAGE_TYPES:
@@ -104,7 +108,7 @@ def process_item(fetcher: Fetcher, url: str, kind: str, blobs: Path, cfg: Config
             resized = blobs / got.sha256[:2] / f"{got.sha256}_s{cfg.ingest.image_short_side}.jpg"
             if not resized.exists():
                 resized.parent.mkdir(parents=True, exist_ok=True)
-                _save_resized(rgb, resized, cfg.ingest.image_short_side)
+                _save_jpeg(rgb, resized)
             rec["path"] = str(resized)
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))

@@ -15,10 +15,10 @@ from PIL import Image
 THUMB = 16
 
 
-def thumbnail(frame: np.ndarray) -> np.ndarray:
-    """uint8[16*16*3] summary of one RGB frame."""
-    im = Image.fromarray(np.ascontiguousarray(frame))
-    return np.asarray(im.resize((THUMB, THUMB), Image.BOX), dtype=np.uint8).reshape(-1)
+def thumbnail(frame: "np.ndarray | Image.Image") -> np.ndarray:
+    """uint8[16*16*3] summary of one RGB frame (an array or a PIL image)."""
+    im = frame if isinstance(frame, Image.Image) else Image.fromarray(np.ascontiguousarray(frame))
+    return np.asarray(im.resize((THUMB, THUMB), Image.BOX, reducing_gap=2.0), dtype=np.uint8).reshape(-1)
 
 
 def encode(thumbs: np.ndarray) -> str:

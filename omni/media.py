@@ -96,12 +96,11 @@ class VideoInfo:
 def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_side: int | None = None):
     """Decode an image fully (with a pixel cap against decompression bombs).
 
-    Returns ``(info, rgb)``: ``rgb`` is the decoded ``uint8[H, W, 3]`` array; with
+    Returns ``(info, rgb)``: ``rgb`` is the decoded RGB ``PIL.Image``; with
     ``decode_short_side`` a JPEG is decoded by DCT scaling at no less than that short side
     (every block is still entropy-decoded, so corruption is still caught), which is how one
     decode serves validation, thumbnails and resizing.
     """
-    import numpy as np
     from PIL import Image
 
     if file_type not in IMAGE_TYPES:
@@ -109,15 +108,16 @@ def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
-                if decode_short_side and im.format == "JPEG":
-                    scale = decode_short_side / min(w, h)
-                    im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-                im.load()
-                rgb = np.asarray(im.convert("RGB"))
+            im = Image.open(path)  # load() below reads the pixels and closes the file
+            w, h = im.size
+            if w * h > max_pixels:
+                im.close()
+                raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
+            if decode_short_side and im.format == "JPEG":
+                scale = decode_short_side / min(w, h)
+                im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+            im.load()
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
     except MediaError:
         raise
     except Image.DecompressionBombError as exc:
