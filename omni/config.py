@@ -87,7 +87,7 @@ class FilterConfig(_Strict):
 
 class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=lambda: ModelConfig(epochs=40))
-    aux_batch_size: int = Field(8, ge=1)
+    aux_batch_size: int | None = Field(None, ge=1, description="per source; default: target batch / sources")
     aux_loss_weight: float = Field(1.0, ge=0)
     resample_power: float | None = Field(0.5, gt=0, le=1)
     cap_per_class: int | None = Field(None, ge=1)

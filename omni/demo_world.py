@@ -29,11 +29,11 @@ GENERATOR_VERSION = 5
 class WorldSpec:
     seed: int = 0
     shapes: tuple[str, ...] = SHAPES
-    train_per_class: int = 6
+    train_per_class: int = 5
     val_per_class: int = 40
-    images_per_class: int = 40
-    videos_per_class: int = 16
-    untrimmed_per_class: int = 3
+    images_per_class: int = 80
+    videos_per_class: int = 30
+    untrimmed_per_class: int = 4
     untrimmed_s: float = 12.0
     clip_s: float = 2.0
     fps: int = 10
@@ -365,14 +365,13 @@ def demo_config(world: Path, workdir: Path, crawl_dir: Path, tiny: bool = False)
         "ingest": {"allow_private_addresses": True, "workers": 8, "tries": 2, "backoff_s": 0.1},
         "extract": {"short_side": 56, "frames_per_clip": 8},
         "teacher": {
-            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 60,
-                      "batch_size": 16, "lr": 0.02},
-            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 60,
-                      "batch_size": 12, "lr": 0.02},
+            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 100,
+                      "batch_size": 10, "lr": 0.02},
+            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 100,
+                      "batch_size": 10, "lr": 0.02},
         },
         "train": {"model": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8,
-                            "epochs": 50, "batch_size": 12, "lr": 0.02},
-                  "aux_batch_size": 12},
+                            "epochs": 100, "batch_size": 10, "lr": 0.02}},
         "evaluate": {"num_clips": 2},
     }
     if tiny:

@@ -299,20 +299,20 @@ def mark_duplicates_and_leaks(items: pd.DataFrame, targets: pd.DataFrame, thresh
     ok_t = targets[targets["status"] == "ok"]
     val_sha = dict(zip(ok_t.loc[ok_t["split"] == "val", "sha256"], ok_t.loc[ok_t["split"] == "val", "path"]))
     train_sha = dict(zip(ok_t.loc[ok_t["split"] == "train", "sha256"], ok_t.loc[ok_t["split"] == "train", "path"]))
-    first: dict[str, str] = {}
-    for idx, row in items.iterrows():
-        if row["status"] != "ok":
-            continue
-        sha = row["sha256"]
-        if sha in val_sha:
-            items.at[idx, "status"], items.at[idx, "reason"] = "leak", "same bytes as a val item"
-            items.at[idx, "leak_of"], items.at[idx, "leak_similarity"] = val_sha[sha], 1.0
-        elif sha in train_sha:
-            items.at[idx, "status"], items.at[idx, "reason"] = "duplicate", "same bytes as a target train item"
-        elif sha in first:
-            items.at[idx, "status"], items.at[idx, "reason"] = "duplicate", f"same bytes as {first[sha]}"
-        else:
-            first[sha] = row["item_id"]
+    ok = items["status"] == "ok"
+    in_val = ok & items["sha256"].isin(val_sha)
+    items.loc[in_val, "status"] = "leak"
+    items.loc[in_val, "reason"] = "same bytes as a val item"
+    items.loc[in_val, "leak_of"] = items.loc[in_val, "sha256"].map(val_sha)
+    items.loc[in_val, "leak_similarity"] = 1.0
+    in_train = ok & ~in_val & items["sha256"].isin(train_sha)
+    items.loc[in_train, "status"] = "duplicate"
+    items.loc[in_train, "reason"] = "same bytes as a target train item"
+    rest = ok & ~in_val & ~in_train
+    first = items[rest].drop_duplicates("sha256").set_index("sha256")["item_id"]
+    again = rest & items["sha256"].duplicated()
+    items.loc[again, "status"] = "duplicate"
+    items.loc[again, "reason"] = "same bytes as " + items.loc[again, "sha256"].map(first)
     if check_near:
         val = ok_t[ok_t["split"] == "val"]
         cand = items[items["status"] == "ok"]

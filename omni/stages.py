@@ -254,11 +254,14 @@ def _train_run(cfg: Config, run: str, progress: Progress | None) -> StageResult:
         if target.empty:
             raise StageError("no usable target training clips")
         aux = {src: ds(g) for src, g in train[train["source"] != "target"].groupby("source")}
-        res = fit(m, len(cfg.class_names()), ds(target), d, keys[name], aux=aux, aux_batch_size=t.aux_batch_size,
+        # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
+        aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
+        res = fit(m, len(cfg.class_names()), ds(target), d, keys[name], aux=aux, aux_batch_size=aux_batch,
                   aux_loss_weight=t.aux_loss_weight, resample_power=t.resample_power,
                   cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha, seed=t.seed, device=t.device,
                   amp=t.amp, checkpoint_every_steps=t.checkpoint_every_steps, progress=progress)
         res["aux_units"] = {k: len(v) for k, v in aux.items()}
+        res["aux_batch_size"] = aux_batch
         res["target_units"] = len(target)
         return res
 
