@@ -43,9 +43,9 @@ def plan_windows(duration_s: float, window_s: float, stride_s: float,
         n = int(math.floor((length - window_s) / stride_s)) + 1
         for k in range(n):
             out.append(Window(s0 + k * stride_s, s0 + k * stride_s + window_s))
-        tail_start = s0 + n * stride_s
-        if s1 - tail_start >= 0.5 * window_s:
-            out.append(Window(tail_start, s1))
+        covered_to = s0 + (n - 1) * stride_s + window_s
+        if s1 - covered_to >= 0.5 * window_s:  # an uncovered tail of at least half a window
+            out.append(Window(s0 + n * stride_s, s1))
     return out
 
 
