@@ -60,7 +60,7 @@ def test_leak_matching_finds_a_cropped_reencoded_copy_and_not_others():
     crop = frames[2][2:-2, 3:-3]
     query = [np.stack([leak.thumbnail(crop)]), np.stack([leak.thumbnail(255 - frames[0])])]
     sims, which = leak.best_matches(query, ref)
-    assert which[0] == 2 and sims[0] > 0.95
+    assert which[0] == 2 and sims[0] > 0.85  # the default leak threshold
     assert sims[1] < 0.5
     assert leak.decode(leak.encode(ref[0])).shape == ref[0].shape
 
