@@ -98,6 +98,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
+    loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (GPU workers want several)")
     amp: bool = True
     checkpoint_every_steps: int = Field(50, ge=1)
 

@@ -53,6 +53,9 @@ class FrameStore:
         self._maps: dict[str, np.memmap] = {}
         self._pid = os.getpid()
 
+    def __getstate__(self) -> dict:  # loader workers map shards themselves; never pickle the maps
+        return {"root": self.root, "_maps": {}, "_pid": -1}
+
     def _map(self, shard: str) -> np.memmap:
         if os.getpid() != self._pid:
             self._maps, self._pid = {}, os.getpid()

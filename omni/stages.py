@@ -75,6 +75,10 @@ def _target_files_fingerprint(cfg: Config) -> str:
     return h.hexdigest()
 
 
+# settings that change how fast training runs, not what it computes
+_RUNTIME_ONLY = {"baseline", "device", "threads", "checkpoint_every_steps", "loader_workers"}
+
+
 class Keys:
     """Cache keys of every stage for one config, computed once."""
 
@@ -107,10 +111,8 @@ class Keys:
                     "evaluate/baseline": ["train/baseline"], "evaluate/omnisource": ["train/omnisource"]}[name]
         settings = {"extract": cfg.extract, "teacher": cfg.teacher, "score": {"device": "any"},
                     "filter": cfg.filter, "manifest": {},
-                    "train/baseline": cfg.train.model_dump(exclude={"baseline", "device", "threads",
-                                                                    "checkpoint_every_steps"}),
-                    "train/omnisource": cfg.train.model_dump(exclude={"baseline", "device", "threads",
-                                                                      "checkpoint_every_steps"}),
+                    "train/baseline": cfg.train.model_dump(exclude=_RUNTIME_ONLY),
+                    "train/omnisource": cfg.train.model_dump(exclude=_RUNTIME_ONLY),
                     "evaluate/baseline": cfg.evaluate, "evaluate/omnisource": cfg.evaluate}[name]
         if name.startswith("train/"):
             # the baseline ignores auxiliary-only settings, so web-data knobs do not retrain it
@@ -259,7 +261,8 @@ def _train_run(cfg: Config, run: str, progress: Progress | None) -> StageResult:
         res = fit(m, len(cfg.class_names()), ds(target), d, keys[name], aux=aux, aux_batch_size=aux_batch,
                   aux_loss_weight=t.aux_loss_weight, resample_power=t.resample_power,
                   cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha, seed=t.seed, device=t.device,
-                  amp=t.amp, checkpoint_every_steps=t.checkpoint_every_steps, progress=progress)
+                  amp=t.amp, checkpoint_every_steps=t.checkpoint_every_steps, loader_workers=t.loader_workers,
+                  progress=progress)
         res["aux_units"] = {k: len(v) for k, v in aux.items()}
         res["aux_batch_size"] = aux_batch
         res["target_units"] = len(target)

@@ -112,3 +112,19 @@ def test_untrimmed_windows_default_to_the_median_target_duration(done_run):
     info = json.loads((cfg.workdir / "extract" / "_done.json").read_text())
     assert 1.5 <= info["window_s"] <= 2.5
     assert (lengths.max() - info["window_s"]) < 1e-6
+
+
+def test_training_with_loader_worker_processes(done_run, tmp_path):
+    from omni.config import ModelConfig
+    from omni.data import ClipDataset
+    from omni.train import fit
+
+    cfg = done_run[1]
+    samples = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
+    store = cfg.workdir / "extract" / "frames"
+    m = ModelConfig(arch="c3d_small", width=4, input_size=24, num_frames=4, epochs=1, batch_size=4)
+    ds = ClipDataset(samples[samples["source"] == "target"], store, 4, 24, True)
+    aux = {"web": ClipDataset(samples[samples["source"] != "target"], store, 4, 24, True)}
+    ds.load(0, np.random.default_rng(0))  # maps a shard in this process before workers start
+    res = fit(m, 4, ds, tmp_path / "run", "k", aux=aux, aux_batch_size=2, loader_workers=1)
+    assert res["steps"] >= 1 and (tmp_path / "run" / "model.pt").exists()
