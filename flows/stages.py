@@ -5,6 +5,8 @@ GPU stages run inside a task tagged ``gpu`` so that a tag concurrency limit
 """
 from __future__ import annotations
 
+import time
+
 from flows import env
 
 env.apply()
@@ -16,8 +18,6 @@ from prefect.logging import get_run_logger  # noqa: E402
 from omni import stages  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.progress import TextProgress  # noqa: E402
-
-import time  # noqa: E402
 
 
 class _ArtifactProgress:

@@ -72,15 +72,19 @@ class ClipDataset(Dataset):
         self.image_frames = image_frames if image_frames is not None else num_frames
         self.seed = seed
         self.epoch = 0
+        self._calls = 0
         self._cols = {c: self.rows[c].to_numpy() for c in ("shard", "offset", "t", "h", "w")}
 
     def __len__(self) -> int:
         return len(self.units)
 
     def _rng(self, idx: int) -> np.random.Generator:
-        if self.train:
-            return np.random.default_rng()
-        return np.random.default_rng(self.seed * 1_000_003 + idx)
+        """Augmentation randomness: reproducible from the seed, different on every visit, and
+        different in every loader worker (torch seeds each worker differently)."""
+        if not self.train:
+            return np.random.default_rng(self.seed * 1_000_003 + idx)
+        self._calls += 1
+        return np.random.default_rng([self.seed, self.epoch, idx, self._calls, torch.initial_seed() % 2**32])
 
     def frames(self, row: int) -> np.ndarray:
         c = self._cols

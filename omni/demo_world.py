@@ -29,7 +29,7 @@ GENERATOR_VERSION = 5
 class WorldSpec:
     seed: int = 0
     shapes: tuple[str, ...] = SHAPES
-    train_per_class: int = 5
+    train_per_class: int = 3
     val_per_class: int = 40
     images_per_class: int = 80
     videos_per_class: int = 30

@@ -226,7 +226,8 @@ def ingest(cfg: Config, out_dir: Path, journal_dir: Path, progress: Progress | N
     jobs = []
     for row in targets.to_dict("records"):
         if journal_key(row["item_id"], row["path"]) not in journal.done:
-            jobs.append(("target", row))
+            jobs.append(("target", [row]))
+    by_url: dict[tuple[str, str], list[dict]] = {}  # a URL listed twice is fetched once
     for row in web_df.to_dict("records"):
         if journal_key(row["item_id"], row["url"]) in journal.done:
             continue
@@ -234,23 +235,24 @@ def ingest(cfg: Config, out_dir: Path, journal_dir: Path, progress: Progress | N
             journal.add({"item_id": row["item_id"], "url": row["url"], "status": "failed",
                          "reason": row["query_error"]})
             continue
-        jobs.append(("web", row))
+        by_url.setdefault((row["url"], row["kind"]), []).append(row)
+    jobs += [("web", rows) for rows in by_url.values()]
     total = len(targets) + len(web_df)
-    done_count = [total - len(jobs)]
+    done_count = [total - sum(len(rows) for _, rows in jobs)]
     lock = threading.Lock()
     started = time.time()
-    kinds = {s.name: s.kind for s in cfg.sources}
 
     def work(job):
-        what, row = job
+        what, rows = job
         if what == "target":
-            rec = _validate_target(fetcher, row)
+            recs = [_validate_target(fetcher, rows[0])]
         else:
-            rec = process_item(fetcher, row["url"], kinds[row["source"]], blobs, cfg)
-            rec["item_id"] = row["item_id"]
-        journal.add(rec)
+            rec = process_item(fetcher, rows[0]["url"], rows[0]["kind"], blobs, cfg)
+            recs = [{**rec, "item_id": row["item_id"]} for row in rows]
+        for rec in recs:
+            journal.add(rec)
         with lock:
-            done_count[0] += 1
+            done_count[0] += len(recs)
             if progress:
                 progress(done_count[0], total)
 
@@ -270,7 +272,7 @@ def ingest(cfg: Config, out_dir: Path, journal_dir: Path, progress: Progress | N
     items["label"] = [class_index.get(q, -1) for q in items["query"]]
     _write_parquet(targets_out, out_dir / "targets.parquet")
     _write_parquet(items, out_dir / "items.parquet")
-    stats = ingest_stats(items, targets_out, elapsed, fetched=len(jobs))
+    stats = ingest_stats(items, targets_out, elapsed, fetched=sum(len(rows) for _, rows in jobs))
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats
 

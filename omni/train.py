@@ -86,7 +86,8 @@ def fit(mcfg: ModelConfig, num_classes: int, target: ClipDataset, out_dir: Path,
     batch = min(mcfg.batch_size, len(target))
     gen = torch.Generator().manual_seed(seed)
     largs = _loader_args(loader_workers, dev)
-    tloader = DataLoader(target, batch_size=batch, shuffle=True, drop_last=len(target) > batch,
+    # keep a short last batch (small target sets are the point), unless BatchNorm would see one clip
+    tloader = DataLoader(target, batch_size=batch, shuffle=True, drop_last=len(target) % batch == 1,
                          generator=gen, **largs)
     aux = {k: v for k, v in (aux or {}).items() if len(v)}
     aux_iters = {k: _forever(_aux_loader(v, aux_batch_size, resample_power, cap_per_class, seed + i, largs))

@@ -128,3 +128,13 @@ def test_training_with_loader_worker_processes(done_run, tmp_path):
     ds.load(0, np.random.default_rng(0))  # maps a shard in this process before workers start
     res = fit(m, 4, ds, tmp_path / "run", "k", aux=aux, aux_batch_size=2, loader_workers=1)
     assert res["steps"] >= 1 and (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_fresh_run_of_the_same_config_reproduces_the_metrics(done_run, tmp_path, tiny_world):
+    cfg = load_config(write_config(tmp_path, tiny_world))
+    assert cfg.workdir != done_run[1].workdir
+    _run_all(cfg)
+    for run in ("baseline", "omnisource"):
+        a = json.loads((done_run[1].workdir / "eval" / run / "metrics.json").read_text())
+        b = json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())
+        assert a == b

@@ -84,6 +84,8 @@ def test_kill_during_ingest_then_rerun_matches_an_uninterrupted_run(tmp_path, ti
     p = _omni("ingest", str(ref_cfg), "--no-prefect")
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     reference = pd.read_parquet(load_config(ref_cfg).workdir / "ingest" / "items.parquet")
+    assert reference["url"].duplicated().any()  # the world lists some URLs twice...
+    assert max(Counter(SlowHandler.requests).values()) == 1  # ...and each URL is fetched once
 
     cfg_path = _served_config(tmp_path, tiny_world, slow_server, "killed")
     cfg = load_config(cfg_path)
