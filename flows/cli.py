@@ -5,7 +5,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ def _demo(args) -> int:
     import yaml
 
     from omni.config import load_config
-    from omni.demo_world import demo_config, generate_world, ground_truth_report, served_lists, tiny_spec, WorldSpec
+    from omni.demo_world import WorldSpec, demo_config, generate_world, ground_truth_report, served_lists, tiny_spec
     from omni.report import pipeline_report, report_table
     from omni.serve import StaticServer
 
@@ -109,7 +108,7 @@ def _demo(args) -> int:
         return 0
     port = 20000 + int(hashlib.sha256(str(workdir).encode()).hexdigest(), 16) % 20000
     with StaticServer(world, port) as server:
-        crawl = served_lists(world, server.url, workdir / "crawl")
+        served_lists(world, server.url, workdir / "crawl")
         cfg_dict = demo_config(world, workdir / "run", workdir / "crawl", tiny=args.tiny)
         cfg_path = workdir / "config.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
@@ -126,7 +125,6 @@ def _demo(args) -> int:
     print(f"manifest: {cfg.workdir / 'manifest' / 'web_items.parquet'}; metrics: {cfg.workdir / 'eval'}")
     print(f"demo finished in {time.time() - started:.0f}s")
     (workdir / "report.json").write_text(json.dumps(rep, indent=2, default=str))
-    del crawl
     return 0
 
 

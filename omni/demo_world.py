@@ -10,7 +10,6 @@ of validation clips. ``ground_truth.parquet`` records what every web item really
 """
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from dataclasses import asdict, dataclass

@@ -8,7 +8,6 @@ references, label, source, kind), which joint training reads.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -1,6 +1,5 @@
 import io
 
-import numpy as np
 import pytest
 from PIL import Image
 
