@@ -43,7 +43,8 @@ def best_matches(query: list[np.ndarray], reference: list[np.ndarray], chunk: in
     """For each query item (a stack of frame thumbnails), its most similar reference item.
 
     An item pair's similarity is the mean, over the query's frames, of each frame's best
-    cosine match among the reference item's frames: every sampled frame must have a twin.
+    cosine match among the reference item's frames (as is or mirrored left-right, a common
+    web edit): every sampled frame must have a twin.
     Returns (similarity, reference index) per query item; -1 where either side is empty.
     """
     sims = np.full(len(query), -1.0, np.float32)
@@ -57,8 +58,11 @@ def best_matches(query: list[np.ndarray], reference: list[np.ndarray], chunk: in
     q_items = [i for i, t in enumerate(query) if len(t)]
     for c0 in range(0, len(q_items), chunk):
         ids = q_items[c0:c0 + chunk]
-        q = _normalise(np.concatenate([query[i] for i in ids]))
-        per_frame = np.maximum.reduceat(q @ ref.T, starts, axis=1)  # [query frames, reference items]
+        raw = np.concatenate([query[i] for i in ids])
+        mirrored = raw.reshape(-1, THUMB, THUMB, 3)[:, :, ::-1, :].reshape(len(raw), -1)
+        q, qm = _normalise(raw), _normalise(mirrored)
+        sim = np.maximum(q @ ref.T, qm @ ref.T)
+        per_frame = np.maximum.reduceat(sim, starts, axis=1)  # [query frames, reference items]
         bounds = np.cumsum([0] + [len(query[i]) for i in ids])
         per_item = np.add.reduceat(per_frame, bounds[:-1], axis=0) / np.diff(bounds)[:, None]
         best = per_item.argmax(axis=1)

@@ -21,7 +21,8 @@ from .config import Config
 log = logging.getLogger("omni")
 
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
-VERSIONS = {"ingest": 1, "extract": 1, "teacher": 1, "score": 1, "filter": 1, "manifest": 1,
+FETCH_VERSION = 1  # the downloads journal: bump only when what a fetch records changes
+VERSIONS = {"ingest": 2, "extract": 1, "teacher": 1, "score": 1, "filter": 1, "manifest": 1,
             "train": 1, "evaluate": 1}
 RUNS = ("baseline", "omnisource")
 
@@ -104,7 +105,7 @@ class Keys:
                                    inputs)
         if name == "fetch":  # downloads journal: reused across list edits and leak settings
             i = cfg.ingest.model_dump(exclude={"leak_threshold", "leak_check", "workers"})
-            return cache.stage_key("fetch", VERSIONS["ingest"], i, {})
+            return cache.stage_key("fetch", FETCH_VERSION, i, {})
         upstream = {"extract": ["ingest"], "teacher": ["extract"], "score": ["teacher"], "filter": ["score"],
                     "manifest": ["filter"], "train/baseline": ["extract"], "train/omnisource": ["manifest"],
                     "evaluate/baseline": ["train/baseline"], "evaluate/omnisource": ["train/omnisource"]}[name]

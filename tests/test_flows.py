@@ -56,3 +56,19 @@ def test_the_library_never_imports_prefect():
            "print('prefect' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert p.stdout.strip() == "False", p.stderr
+
+
+def test_every_deployment_in_prefect_yaml_points_at_a_flow():
+    import importlib
+
+    import yaml
+    from prefect import Flow
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert spec["deployments"]
+    for dep in spec["deployments"]:
+        module, func = dep["entrypoint"].split(":")
+        obj = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)
+        assert isinstance(obj, Flow), dep["name"]
+        assert set(dep["parameters"]) <= set(obj.parameters.properties), dep["name"]
+        assert dep["work_pool"]["name"] in ("omni-cpu", "omni-gpu")

@@ -58,10 +58,13 @@ def test_leak_matching_finds_a_cropped_reencoded_copy_and_not_others():
               for _ in range(5)]
     ref = [np.stack([leak.thumbnail(f)]) for f in frames]
     crop = frames[2][2:-2, 3:-3]
-    query = [np.stack([leak.thumbnail(crop)]), np.stack([leak.thumbnail(255 - frames[0])])]
+    mirrored = frames[4][:, ::-1]
+    query = [np.stack([leak.thumbnail(crop)]), np.stack([leak.thumbnail(255 - frames[0])]),
+             np.stack([leak.thumbnail(mirrored)])]
     sims, which = leak.best_matches(query, ref)
     assert which[0] == 2 and sims[0] > 0.85  # the default leak threshold
     assert sims[1] < 0.5
+    assert which[2] == 4 and sims[2] > 0.95  # a mirrored copy is still a copy
     assert leak.decode(leak.encode(ref[0])).shape == ref[0].shape
 
 
