@@ -67,6 +67,7 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     from omni.config import load_config
 
     cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
+    cfg.class_names()
     if no_prefect:
         from omni.progress import TextProgress
 

@@ -133,7 +133,10 @@ class Config(_Strict):
         if isinstance(self.classes, list):
             names = [c.strip() for c in self.classes]
         else:
-            names = [ln.strip() for ln in Path(self.classes).read_text().splitlines()]
+            try:
+                names = [ln.strip() for ln in Path(self.classes).read_text().splitlines()]
+            except OSError as exc:
+                raise ConfigError(f"classes: cannot read {self.classes}: {exc.strerror or exc}") from None
         names = [n for n in names if n]
         if len(set(names)) != len(names):
             raise ConfigError(f"classes: duplicate class names in {self.classes}")

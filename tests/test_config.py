@@ -55,3 +55,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("workdir: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_missing_class_list_is_a_config_error(tmp_path):
+    cfg = load_config(_write(tmp_path, {**BASE, "classes": "nope.txt"}))
+    with pytest.raises(ConfigError, match="classes: cannot read"):
+        cfg.class_names()
