@@ -145,13 +145,3 @@ def load_image(path: str | Path, short_side: int) -> np.ndarray:
         if im.size != size:
             im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
         return np.asarray(im)[None]
-
-
-def video_duration(path: str | Path) -> float:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        if stream.duration and stream.time_base:
-            return float(stream.duration * stream.time_base)
-        return (container.duration or 0) / 1_000_000
