@@ -45,6 +45,15 @@ class _ArtifactProgress:
         self.last = now
 
 
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry transient failures; a bad config, list or missing upstream stage will not heal."""
+    from omni.config import ConfigError
+    from omni.lists import ListError
+
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, (ConfigError, ListError, stages.StageError))
+
+
 def _log(results) -> None:
     logger = get_run_logger()
     for r in results if isinstance(results, list) else [results]:
@@ -55,12 +64,12 @@ def _cfg(config_path: str, overrides: list[str] | None):
     return load_config(config_path, overrides or [])
 
 
-@task(name="ingest-items", retries=1, retry_delay_seconds=5)
+@task(name="ingest-items", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
 def ingest_task(config_path: str, overrides: list[str] | None = None):
     return stages.run_ingest(_cfg(config_path, overrides), _ArtifactProgress("ingest"))
 
 
-@task(name="extract-frames", retries=1, retry_delay_seconds=5)
+@task(name="extract-frames", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
 def extract_task(config_path: str, overrides: list[str] | None = None):
     return stages.run_extract(_cfg(config_path, overrides), _ArtifactProgress("extract"))
 

@@ -72,3 +72,18 @@ def test_every_deployment_in_prefect_yaml_points_at_a_flow():
         assert isinstance(obj, Flow), dep["name"]
         assert set(dep["parameters"]) <= set(obj.parameters.properties), dep["name"]
         assert dep["work_pool"]["name"] in ("omni-cpu", "omni-gpu")
+
+
+def test_user_errors_are_not_retried_but_transient_ones_are():
+    from flows.stages import _retry_unless_user_error
+    from omni.lists import ListError
+
+    class State:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def result(self, raise_on_failure=True):
+            return self.exc
+
+    assert not _retry_unless_user_error(None, None, State(ListError("list not found: x")))
+    assert _retry_unless_user_error(None, None, State(OSError("disk hiccup")))
