@@ -138,3 +138,23 @@ def test_a_fresh_run_of_the_same_config_reproduces_the_metrics(done_run, tmp_pat
         a = json.loads((done_run[1].workdir / "eval" / run / "metrics.json").read_text())
         b = json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())
         assert a == b
+
+
+def test_extra_crawl_list_columns_reach_the_manifest(tmp_path, tiny_world):
+    import yaml
+
+    lst = pd.read_csv(tiny_world / "crawl" / "web_images.csv")
+    lst["url"] = [str((tiny_world / "crawl" / u).resolve()) for u in lst["url"]]
+    lst["caption"] = [f"caption {i}" for i in range(len(lst))]
+    lst = lst.rename(columns={"url": "link", "query": "label"})
+    lst.to_csv(tmp_path / "images.csv", index=False)
+    cfg_path = write_config(tmp_path, tiny_world)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["sources"] = [{"name": "imgs", "kind": "image", "list": str(tmp_path / "images.csv"),
+                        "url_column": "link", "query_column": "label"}]
+    cfg_path.write_text(yaml.safe_dump(data))
+    cfg = load_config(cfg_path)
+    _run_all(cfg)
+    web = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
+    assert len(web) == len(lst)
+    assert sorted(web["caption"]) == sorted(lst["caption"])
