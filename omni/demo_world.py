@@ -21,7 +21,7 @@ from PIL import Image
 
 SHAPES = ("disc", "square", "triangle")
 MOTIONS = ("slide", "bounce")
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 
 @dataclass
@@ -146,11 +146,12 @@ def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264"
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames.shape[1:3]
     frames = frames[:, : h - h % 2, : w - w % 2]
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.codec_context.thread_count = 1  # multi-threaded encoding is not bit-reproducible
         if codec == "libx264":
-            s.options = {"crf": str(crf), "preset": "veryfast"}
+            s.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         else:
             s.bit_rate = 400_000
         for f in frames:
