@@ -149,12 +149,16 @@ def _run(cfg: Config, name: str, keys: Keys, body: Callable[[Path], dict], wipe:
     if cache.is_done(d, key):
         log.info("%s: cache hit (%s)", name, key[:12])
         return StageResult(name, key, True, cache.read_done(d) or {})
-    started = cache.read_done(d / "_started") if (d / "_started").exists() else None
+    started_file = d / "_started.json"  # the key this folder's partial outputs belong to
+    try:
+        started = json.loads(started_file.read_text())
+    except (OSError, ValueError):
+        started = None
     if wipe and d.exists() and (started or {}).get("key") != key:
         shutil.rmtree(d)  # outputs of another config: ours to remove, never user data
     d.mkdir(parents=True, exist_ok=True)
     cache.clear_done(d)
-    cache.mark_done(d / "_started", key)
+    cache.write_json_atomic(started_file, {"key": key})
     log.info("%s: running (%s)", name, key[:12])
     info = body(d)
     cache.mark_done(d, key, **info)
