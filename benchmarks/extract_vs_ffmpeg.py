@@ -34,7 +34,7 @@ REAL = ["demo.mp4", "test.mp4", "test.avi", "ntu_sample.avi", "demo_skeleton.mp4
 
 def generated(folder: Path) -> list[Path]:
     """10 s clips at 25 fps: drifting textures with noise, like handheld footage."""
-    from omni.demo_world import write_video
+    from omni.demo.world import write_video
 
     rng = np.random.default_rng(0)
     out = []
@@ -105,7 +105,7 @@ def loader_vs_training(out: Path) -> None:
 
     from omni.config import ModelConfig
     from omni.data import ClipDataset
-    from omni.demo_world import demo_config
+    from omni.demo.world import demo_config
     from omni.framestore import ShardWriter
     from omni.models import build_model
 

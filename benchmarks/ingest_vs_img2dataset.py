@@ -86,7 +86,7 @@ def omni_config(work: Path, url_list: Path, target: Path, workers: int = 16) -> 
 
 
 def make_target(folder: Path) -> None:
-    from omni.demo_world import write_video
+    from omni.demo.world import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)

@@ -9,17 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGE_HELP = {
-    "ingest": "fetch, validate and de-duplicate every crawl-list item",
-    "extract": "decode and resize frames and clips into the frame store",
-    "teacher": "train the 2D image teacher and 3D video teacher on the target set",
-    "score": "score every web sample with the teachers",
-    "filter": "keep samples whose teacher top class equals their query",
-    "manifest": "write manifest/web_items.parquet and manifest/train.parquet",
-    "train": "train the target-only baseline and the OmniSource student",
-    "evaluate": "evaluate trained models on the target val set",
-}
-
+from omni.stages import HELP as STAGE_HELP
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omni", description="OmniSource: turn noisy web images and videos into "
@@ -67,15 +57,14 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     from omni.config import load_config
 
     cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
-    cfg.class_names()
+    stages.check_config(cfg)
     if no_prefect:
         from omni.progress import TextProgress
 
-        names = [stage] if stage else list(STAGE_HELP)
+        names = [stage] if stage else list(stages.STAGES)
+        keys = stages.Keys(cfg)
         for name in names:
-            fn = getattr(stages, f"run_{name}")
-            res = fn(cfg, progress=TextProgress(name))
-            for r in res if isinstance(res, list) else [res]:
+            for r in stages.run_stage(cfg, name, keys, progress_for=TextProgress):
                 print(f"{r.stage}: {'cache hit' if r.cached else 'done'}", flush=True)
         return
     if stage:
@@ -92,9 +81,9 @@ def _demo(args) -> int:
     import yaml
 
     from omni.config import load_config
-    from omni.demo_world import WorldSpec, demo_config, generate_world, ground_truth_report, served_lists, tiny_spec
+    from omni.demo.world import WorldSpec, demo_config, generate_world, ground_truth_report, served_lists, tiny_spec
     from omni.report import pipeline_report, report_table
-    from omni.serve import StaticServer
+    from omni.demo.serve import StaticServer
 
     import pandas as pd
 

@@ -11,15 +11,17 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from flows.stages import STAGE_FLOWS  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.report import pipeline_report, report_markdown  # noqa: E402
+from omni.stages import check_config  # noqa: E402
 
 
 @flow(name="omnisource", log_prints=True)
 def omnisource(config_path: str, overrides: list[str] | None = None) -> dict:
     """ingest -> extract -> teacher -> score -> filter -> manifest -> train -> evaluate."""
-    results = {}
-    for name, stage_flow in STAGE_FLOWS.items():
-        results[name] = stage_flow(config_path, overrides)
-    report = pipeline_report(load_config(config_path, overrides or []))
+    cfg = load_config(config_path, overrides or [])
+    check_config(cfg)
+    for stage_flow in STAGE_FLOWS.values():
+        stage_flow(config_path, overrides)
+    report = pipeline_report(cfg)
     try:
         create_markdown_artifact(markdown=report_markdown(report), key="omnisource-report",
                                  description="OmniSource run summary")

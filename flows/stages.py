@@ -1,7 +1,8 @@
-"""One Prefect flow per stage; each only loads the config and calls the omni library.
+"""One Prefect flow per stage; each loads the config and runs the stage's units as tasks.
 
-GPU stages run inside a task tagged ``gpu`` so that a tag concurrency limit
-(``prefect concurrency-limit create gpu 1``) throttles them without slowing downloads.
+A unit (``extract/gg_img``, ``train/baseline``...) is one task run named after it, so the
+UI shows what ran and what was a cache hit. GPU stages' tasks are tagged ``gpu`` so that a
+tag concurrency limit (``prefect concurrency-limit create gpu 1``) keeps two of them off one GPU.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from omni.config import load_config  # noqa: E402
 from omni.progress import TextProgress  # noqa: E402
 
 
-class _ArtifactProgress:
+class ArtifactProgress:
     """A Prefect progress artifact fed by the library's (done, total) callback, throttled."""
 
-    def __init__(self, stage: str):
-        self.stage = stage
+    def __init__(self, unit: str):
+        self.unit = unit
         self.id = None
         self.last = 0.0
-        self.text = TextProgress(stage)
+        self.text = TextProgress(unit)
 
     def __call__(self, done: int, total: int) -> None:
         self.text(done, total)
@@ -35,7 +36,8 @@ class _ArtifactProgress:
         now = time.monotonic()
         try:
             if self.id is None:
-                self.id = create_progress_artifact(progress=pct, description=f"{self.stage} progress")
+                key = "progress-" + "".join(c if c.isalnum() else "-" for c in self.unit.lower())
+                self.id = create_progress_artifact(progress=pct, key=key, description=f"{self.unit} progress")
             elif now - self.last >= 1.0 or done >= total:
                 update_progress_artifact(self.id, progress=pct)
             else:
@@ -54,75 +56,68 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
     return not isinstance(exc, (ConfigError, ListError, stages.StageError))
 
 
-def _log(results) -> None:
-    logger = get_run_logger()
-    for r in results if isinstance(results, list) else [results]:
-        logger.info("%s: %s (%s)", r.stage, "cache hit" if r.cached else "done", r.key[:12])
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error, task_run_name="{unit}")
+def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> stages.StageResult:
+    cfg = load_config(config_path, overrides or [])
+    res = stages.run_unit(cfg, unit, progress=ArtifactProgress(unit))
+    get_run_logger().info("%s: %s (%s)", unit, "cache hit" if res.cached else "done", res.key[:12])
+    return res
 
 
-def _cfg(config_path: str, overrides: list[str] | None):
-    return load_config(config_path, overrides or [])
+def _run_stage(stage: str, config_path: str, overrides: list[str] | None) -> list[stages.StageResult]:
+    cfg = load_config(config_path, overrides or [])
+    tags = ["gpu"] if stage in stages.GPU_STAGES else []
+    return [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in stages.units(cfg, stage)]
 
 
-@task(name="ingest-items", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
-def ingest_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_ingest(_cfg(config_path, overrides), _ArtifactProgress("ingest"))
+@flow(name="ingest", log_prints=True)
+def ingest_flow(config_path: str, overrides: list[str] | None = None):
+    """Fetch, validate and de-duplicate the target clips and every crawl list."""
+    return _run_stage("ingest", config_path, overrides)
 
 
-@task(name="extract-frames", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
-def extract_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_extract(_cfg(config_path, overrides), _ArtifactProgress("extract"))
+@flow(name="extract", log_prints=True)
+def extract_flow(config_path: str, overrides: list[str] | None = None):
+    """Decode frames and clips into the frame store."""
+    return _run_stage("extract", config_path, overrides)
 
 
-@task(name="train-teachers", tags=["gpu"])
-def teacher_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_teacher(_cfg(config_path, overrides), _ArtifactProgress("teacher"))
+@flow(name="teacher", log_prints=True)
+def teacher_flow(config_path: str, overrides: list[str] | None = None):
+    """Train the image and video teachers on the target set."""
+    return _run_stage("teacher", config_path, overrides)
 
 
-@task(name="score-items", tags=["gpu"])
-def score_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_score(_cfg(config_path, overrides), _ArtifactProgress("score"))
+@flow(name="score", log_prints=True)
+def score_flow(config_path: str, overrides: list[str] | None = None):
+    """Score every web sample with its teacher."""
+    return _run_stage("score", config_path, overrides)
 
 
-@task(name="filter-items")
-def filter_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_filter(_cfg(config_path, overrides))
+@flow(name="filter", log_prints=True)
+def filter_flow(config_path: str, overrides: list[str] | None = None):
+    """Keep the web samples the teacher agrees with."""
+    return _run_stage("filter", config_path, overrides)
 
 
-@task(name="write-manifest")
-def manifest_task(config_path: str, overrides: list[str] | None = None):
-    return stages.run_manifest(_cfg(config_path, overrides))
+@flow(name="manifest", log_prints=True)
+def manifest_flow(config_path: str, overrides: list[str] | None = None):
+    """Write the Parquet manifests."""
+    return _run_stage("manifest", config_path, overrides)
 
 
-@task(name="train-student", tags=["gpu"])
-def train_task(config_path: str, overrides: list[str] | None = None, run: str | None = None):
-    return stages.run_train(_cfg(config_path, overrides), run, _ArtifactProgress(f"train {run or ''}".strip()))
+@flow(name="train", log_prints=True)
+def train_flow(config_path: str, overrides: list[str] | None = None):
+    """Train the target-only baseline and the OmniSource student."""
+    return _run_stage("train", config_path, overrides)
 
 
-@task(name="evaluate-model", tags=["gpu"])
-def evaluate_task(config_path: str, overrides: list[str] | None = None, run: str | None = None):
-    return stages.run_evaluate(_cfg(config_path, overrides), run)
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(config_path: str, overrides: list[str] | None = None):
+    """Evaluate the trained models on the target val set."""
+    return _run_stage("evaluate", config_path, overrides)
 
-
-def _stage_flow(name: str, t):
-    @flow(name=name, log_prints=True)
-    def _f(config_path: str, overrides: list[str] | None = None):
-        res = t(config_path, overrides)
-        _log(res)
-        return res
-
-    _f.__name__ = f"{name}_flow"
-    return _f
-
-
-ingest_flow = _stage_flow("ingest", ingest_task)
-extract_flow = _stage_flow("extract", extract_task)
-teacher_flow = _stage_flow("teacher", teacher_task)
-score_flow = _stage_flow("score", score_task)
-filter_flow = _stage_flow("filter", filter_task)
-manifest_flow = _stage_flow("manifest", manifest_task)
-train_flow = _stage_flow("train", train_task)
-evaluate_flow = _stage_flow("evaluate", evaluate_task)
 
 STAGE_FLOWS = {"ingest": ingest_flow, "extract": extract_flow, "teacher": teacher_flow, "score": score_flow,
                "filter": filter_flow, "manifest": manifest_flow, "train": train_flow, "evaluate": evaluate_flow}
+assert tuple(STAGE_FLOWS) == stages.STAGES

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .atomic import write_json_atomic
+
 _CHUNK = 1 << 20
 
 
@@ -26,16 +28,36 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def stat_fingerprint(path: str | Path) -> str:
+    """``size:mtime_ns`` of a file, or ``missing``."""
+    try:
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+_content_memo: dict[tuple[str, str], str] = {}
+
+
+def _file_fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) within one process."""
+    memo_key = (str(path), stat_fingerprint(path))
+    if memo_key not in _content_memo:
+        _content_memo[memo_key] = file_sha256(path)
+    return _content_memo[memo_key]
+
+
 def fingerprint_path(path: str | Path) -> str:
     """Content fingerprint of a file, or of every file under a folder (names and bytes)."""
     path = Path(path)
     if path.is_file():
-        return file_sha256(path)
+        return _file_fingerprint(path)
     if path.is_dir():
         h = hashlib.sha256()
         for sub in sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(str(sub.relative_to(path)).encode())
-            h.update(file_sha256(sub).encode())
+            h.update(_file_fingerprint(sub).encode())
         return h.hexdigest()
     return "missing:" + str(path)
 
@@ -89,9 +111,3 @@ def clear_done(stage_dir: Path) -> None:
     done_marker(stage_dir).unlink(missing_ok=True)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)

@@ -41,7 +41,13 @@ class IngestConfig(_Strict):
     backoff_s: float = Field(0.5, ge=0)
     user_agent: str = "omni-ingest/0.1 (+https://github.com/omni; research crawler)"
     allow_private_addresses: bool = False
+    item_timeout_s: float = Field(120.0, gt=0, description="overall deadline per item (retries and redirects included)")
+    min_bytes_per_s: float = Field(1000.0, ge=0, description="minimum average download rate (0: no minimum)")
+    rate_grace_s: float = Field(10.0, ge=0, description="seconds of body download before the rate is checked")
+    local_roots: list[Path] | None = Field(None, description="folders local files may be read under; "
+                                           "default: the folders of the crawl and target lists")
     max_image_pixels: int = Field(50_000_000, gt=0)
+    max_video_pixels: int = Field(7680 * 4320, gt=0, description="cap on a video's frame size (default 8K)")
     image_short_side: int | None = Field(None, ge=8, description="re-encode images at this short side")
     leak_threshold: float = Field(0.85, gt=0, le=1)
     leak_check: bool = True
@@ -57,6 +63,8 @@ class ExtractConfig(_Strict):
     workers: int = Field(2, ge=1)
     shard_items: int = Field(64, ge=1)
     backend: Literal["auto", "pyav", "decord", "ffmpeg"] = "auto"
+    max_duration_s: float = Field(1800.0, gt=0, description="seconds of each video considered (the rest is cut)")
+    max_windows_per_video: int = Field(100, ge=1, description="untrimmed windows kept per video (evenly spread)")
 
 
 class ModelConfig(_Strict):
@@ -64,10 +72,15 @@ class ModelConfig(_Strict):
     width: int = Field(32, ge=4)
     input_size: int = Field(64, ge=8)
     num_frames: int = Field(8, ge=1)
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, description="passes over the target set, when steps is not set")
+    steps: int | None = Field(None, ge=1, description="optimisation steps in all (overrides epochs)")
     batch_size: int = Field(16, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_frac: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     pretrained: Path | None = None
 
 
@@ -99,7 +112,8 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
     loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (GPU workers want several)")
-    amp: bool = True
+    amp: bool | Literal["auto"] = Field("auto", description="bf16 autocast: auto = CUDA, or a CPU with "
+                                        "native bf16 where it was measured faster")
     checkpoint_every_steps: int = Field(50, ge=1)
 
 
@@ -124,6 +138,8 @@ class Config(_Strict):
     @classmethod
     def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
         names = [s.name for s in sources]
+        if "target" in names:
+            raise ValueError("'target' is reserved for the target set: give the source another name")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {dupes}")

@@ -59,10 +59,11 @@ class ClipDataset(Dataset):
     """Samples grouped into units: a unit is one item; each visit picks one of its samples
     (an untrimmed video visits one of its kept windows at random, as in the paper)."""
 
-    def __init__(self, samples: pd.DataFrame, store_root: Path, num_frames: int, size: int, train: bool,
+    def __init__(self, samples: pd.DataFrame, root: Path, *, num_frames: int, size: int, train: bool,
                  pseudo_clip: str = "warp", warp_strength: float = 0.08, seed: int = 0,
                  image_frames: int | None = None, group_by_item: bool = True):
-        self.store = FrameStore(store_root)
+        """``samples`` rows address frames by ``shard`` relative to ``root`` (the workdir)."""
+        self.store = FrameStore(root)
         self.rows = samples.reset_index(drop=True)
         key = self.rows["item_id"] if group_by_item else self.rows["sample_id"]
         self.units = [np.asarray(ix) for ix in self.rows.groupby(key, sort=False).indices.values()]
@@ -74,6 +75,11 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self._calls = 0
         self._cols = {c: self.rows[c].to_numpy() for c in ("shard", "offset", "t", "h", "w")}
+
+    @classmethod
+    def for_model(cls, samples: pd.DataFrame, root: Path, m, *, train: bool, **options) -> "ClipDataset":
+        """A dataset shaped for model config ``m`` (its frames per clip and input size)."""
+        return cls(samples, root, num_frames=m.num_frames, size=m.input_size, train=train, **options)
 
     def __len__(self) -> int:
         return len(self.units)

@@ -22,15 +22,22 @@ import pandas as pd
 
 from .config import ExtractConfig
 from .decode import DecodeError, Window, decode_windows, load_image
+from .atomic import write_parquet_atomic
 from .framestore import ShardWriter
 
 log = logging.getLogger(__name__)
 
+SAMPLE_COLUMNS = ["item_id", "split", "source", "kind", "label", "sample_id", "clip_index", "start_s", "end_s",
+                  "status", "reason", "shard", "offset", "t", "h", "w"]
+
 
 def plan_windows(duration_s: float, window_s: float, stride_s: float,
-                 shots: list[tuple[float, float]] | None = None) -> list[Window]:
+                 shots: list[tuple[float, float]] | None = None, *,
+                 frame_times: list[float] | None = None, min_frames: int = 2) -> list[Window]:
     """Consecutive windows over each shot (or the whole video); a tail shorter than half a
-    window is dropped unless it is all there is."""
+    window is dropped unless it is all there is. With ``frame_times`` (the frames the file
+    really holds) a window holding fewer than ``min_frames`` of them is dropped, so a long gap
+    between frames (a variable-frame-rate file that claims an hour) makes no windows."""
     spans = shots or [(0.0, duration_s)]
     out = []
     for s0, s1 in spans:
@@ -46,6 +53,11 @@ def plan_windows(duration_s: float, window_s: float, stride_s: float,
         covered_to = s0 + (n - 1) * stride_s + window_s
         if s1 - covered_to >= 0.5 * window_s:  # an uncovered tail of at least half a window
             out.append(Window(s0 + n * stride_s, s1))
+    if frame_times is not None and out:
+        times = np.sort(np.asarray(frame_times, dtype=float))
+        held = (np.searchsorted(times, [w.end_s for w in out], "left")
+                - np.searchsorted(times, [w.start_s for w in out], "left"))
+        out = [w for w, k in zip(out, held) if k >= min_frames]
     return out
 
 
@@ -91,37 +103,63 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
 
 
 def _windows_for(item: dict, ecfg: ExtractConfig) -> list[Window]:
+    """The windows to decode: at most ``max_duration_s`` of the video, only where frames exist,
+    at most ``max_windows_per_video`` (evenly spread); ``.note`` of the result says what was cut."""
+    from .decode import WindowPlan, evenly_spaced, frame_times
+
     duration = float(item["duration_s"])
+    limit = min(duration, ecfg.max_duration_s) if math.isfinite(duration) else ecfg.max_duration_s
+    notes = [f"duration cut at {limit:g} s of {duration:g} s"] if limit < duration else []
     if item["kind"] != "untrimmed":
-        return [Window(0.0, duration)]
+        return WindowPlan([Window(0.0, limit)], "; ".join(notes))
     shots = None
     if ecfg.shot_split:
         from .shots import detect_shots
 
-        shots = detect_shots(item["path"], ecfg.shot_threshold)
-    return plan_windows(duration, item["window_s"], item["stride_s"], shots)
+        shots = [(s0, min(s1, limit)) for s0, s1 in detect_shots(item["path"], ecfg.shot_threshold) if s0 < limit]
+    times = frame_times(item["path"], limit)
+    planned = plan_windows(limit, item["window_s"], item["stride_s"], shots)
+    real = plan_windows(limit, item["window_s"], item["stride_s"], shots, frame_times=times)
+    if not real:
+        raise DecodeError(f"no window holds 2 or more frames ({len(times or [])} frames in {limit:g} s)")
+    if len(real) < len(planned):
+        notes.append(f"{len(planned) - len(real)} of {len(planned)} windows dropped: no frames")
+    kept = evenly_spaced(real, ecfg.max_windows_per_video)
+    if len(kept) < len(real):
+        notes.append(f"kept {len(kept)} of {len(real)} windows")
+    return WindowPlan(kept, "; ".join(notes))
 
 
-def extract(ingest_dir: Path, out_dir: Path, ecfg: ExtractConfig,
-            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Decode every usable item; writes ``samples.parquet`` and ``frames/`` under ``out_dir``."""
+def target_work(targets: pd.DataFrame) -> list[dict]:
+    """Extraction jobs for the usable target clips (train and val)."""
+    return [{"item_id": r["item_id"], "split": r["split"], "source": "target", "kind": "video",
+             "label": int(r["label"]), "path": r["path"], "duration_s": r["duration_s"]}
+            for r in targets[targets["status"] == "ok"].to_dict("records")]
+
+
+def source_work(items: pd.DataFrame, window_s: float | None = None, stride_s: float | None = None) -> list[dict]:
+    """Extraction jobs for the usable items of one crawl list."""
+    return [{"item_id": r["item_id"], "split": "web", "source": r["source"], "kind": r["kind"],
+             "label": int(r["label"]), "path": r["path"], "duration_s": r.get("duration_s"),
+             "window_s": window_s, "stride_s": stride_s}
+            for r in items[items["status"] == "ok"].to_dict("records")]
+
+
+def default_window_s(targets: pd.DataFrame) -> float:
+    """Untrimmed windows as long as the median target train clip (10 s if there is none)."""
+    dur = targets.loc[(targets["split"] == "train") & (targets["status"] == "ok"), "duration_s"]
+    return float(np.median(dur)) if len(dur) else 10.0
+
+
+def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: ExtractConfig, workers: int = 1,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Decode every job into ``out_dir/frames`` and write ``out_dir/samples.parquet``.
+
+    ``shard`` in the samples table is ``<store_prefix>/frames/<shard id>``: a path relative to
+    the folder that readers open the frame store at (the workdir), so samples from several
+    extract units can be read through one store."""
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
-    targets = pd.read_parquet(Path(ingest_dir) / "targets.parquet")
-    items = pd.read_parquet(Path(ingest_dir) / "items.parquet")
-    train_dur = targets.loc[(targets["split"] == "train") & (targets["status"] == "ok"), "duration_s"]
-    window_s = ecfg.window_s or (float(np.median(train_dur)) if len(train_dur) else 10.0)
-    stride_s = ecfg.stride_s or window_s
-
-    work = []
-    for r in targets[targets["status"] == "ok"].to_dict("records"):
-        work.append({"item_id": r["item_id"], "split": r["split"], "source": "target", "kind": "video",
-                     "label": int(r["label"]), "path": r["path"], "duration_s": r["duration_s"]})
-    for r in items[items["status"] == "ok"].to_dict("records"):
-        work.append({"item_id": r["item_id"], "split": "web", "source": r["source"], "kind": r["kind"],
-                     "label": int(r["label"]), "path": r["path"], "duration_s": r.get("duration_s"),
-                     "window_s": window_s, "stride_s": stride_s})
-    # interleave long and short items so chunks take similar time
     chunks = [work[i:i + ecfg.shard_items] for i in range(0, len(work), ecfg.shard_items)]
     chunk_ids = [f"shard-{i:05d}" for i in range(len(chunks))]
     todo = [(cid, ch) for cid, ch in zip(chunk_ids, chunks)
@@ -133,14 +171,14 @@ def extract(ingest_dir: Path, out_dir: Path, ecfg: ExtractConfig,
     if progress:
         progress(done, len(chunks))
     cfg_dict = ecfg.model_dump()
-    if ecfg.workers == 1 or len(todo) <= 1:
+    if workers == 1 or len(todo) <= 1:
         for cid, ch in todo:
             _extract_chunk(cid, ch, cfg_dict, str(out_dir))
             done += 1
             if progress:
                 progress(done, len(chunks))
     else:
-        with ProcessPoolExecutor(max_workers=ecfg.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futs = [pool.submit(_extract_chunk, cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo]
             for fut in as_completed(futs):
                 fut.result()
@@ -148,19 +186,17 @@ def extract(ingest_dir: Path, out_dir: Path, ecfg: ExtractConfig,
                 if progress:
                     progress(done, len(chunks))
     parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
-    samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    tmp = out_dir / ".samples.parquet.tmp"
-    samples.to_parquet(tmp, index=False)
-    os.replace(tmp, out_dir / "samples.parquet")
+    samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    has_shard = samples["shard"].astype(str) != ""
+    samples.loc[has_shard, "shard"] = f"{store_prefix}/frames/" + samples.loc[has_shard, "shard"].astype(str)
+    samples = samples.rename(columns={"status": "extract_status", "reason": "extract_reason"})
+    write_parquet_atomic(samples, out_dir / "samples.parquet")
     elapsed = time.time() - started
-    ok = samples[samples["status"] == "ok"] if len(samples) else samples
+    ok = samples[samples["extract_status"] == "ok"]
     return {
         "samples": int(len(ok)),
-        "failed_items": int((samples["status"] == "failed").sum()) if len(samples) else 0,
-        "window_s": window_s,
-        "stride_s": stride_s,
+        "failed_items": int((samples["extract_status"] == "failed").sum()),
         "frames": int(ok["t"].sum()) if len(ok) else 0,
-        "bytes": int(sum((out_dir / "frames" / f"{c}.bin").stat().st_size for c in chunk_ids
-                         if (out_dir / "frames" / f"{c}.bin").exists())),
+        "bytes": int(sum(p.stat().st_size for p in (out_dir / "frames").glob("shard-*.bin"))),
         "elapsed_s": round(elapsed, 2),
     }

@@ -7,7 +7,7 @@ from collections import Counter
 import pandas as pd
 
 from .config import Config
-from .stages import read_metrics, runs, stage_dir
+from .stages import read_metrics, runs, stage_dir, teacher_kinds
 
 
 def pipeline_report(cfg: Config) -> dict:
@@ -27,9 +27,10 @@ def pipeline_report(cfg: Config) -> dict:
                 "kept": int((g["status"] == "kept").sum()),
                 "rejected": dict(reasons.most_common()),
             }
-    teacher = stage_dir(cfg, "teacher") / "summary.json"
-    if teacher.exists():
-        rep["teacher"] = {k: v.get("val") for k, v in json.loads(teacher.read_text()).items()}
+    for kind in teacher_kinds(cfg):
+        summary = stage_dir(cfg, f"teacher/{kind}") / "summary.json"
+        if summary.exists():
+            rep.setdefault("teacher", {})[kind] = json.loads(summary.read_text()).get("val")
     for run in runs(cfg):
         m = read_metrics(cfg, run)
         if m:

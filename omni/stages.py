@@ -1,11 +1,31 @@
-"""The pipeline's stages as plain functions of a config: layout, cache keys, skip-if-done.
+"""The pipeline's layout, cache keys and runner: one table of stages, each run unit by unit.
 
-Each ``run_<stage>(cfg)`` checks ``<workdir>/<stage>/_done.json`` against the stage's key
-(``omni.cache.stage_key`` over the stage's version, its settings and its inputs' fingerprints,
-upstream keys included), returns at once on a hit, and otherwise runs and records the key.
+A stage runs as one or more *units*, each with its own folder and key:
+
+| stage    | units                                    | folder                       |
+|----------|------------------------------------------|------------------------------|
+| ingest   | ``ingest/target``, ``ingest/<source>``   | ``<workdir>/ingest/<part>``  |
+| extract  | ``extract/target``, ``extract/<source>`` | ``<workdir>/extract/<part>`` |
+| teacher  | ``teacher/image``, ``teacher/video``     | ``<workdir>/teacher/<part>`` |
+| score    | ``score/<source>``                       | ``<workdir>/score/<part>``   |
+| filter   | ``filter``                               | ``<workdir>/filter``         |
+| manifest | ``manifest``                             | ``<workdir>/manifest``       |
+| train    | ``train/baseline``, ``train/omnisource`` | ``<workdir>/train/<run>``    |
+| evaluate | ``evaluate/baseline``, ``evaluate/omnisource`` | ``<workdir>/eval/<run>`` |
+
+A unit's body receives exactly the settings it reads (``unit_settings``) plus runtime-only
+knobs (``RUNTIME_ONLY``: how fast, never what), and its key hashes exactly those settings,
+the content of the user files it reads and the keys of the units it reads. So the target
+work never depends on a crawl list, and editing one list redoes only that source's units,
+``filter``, ``manifest`` and the OmniSource student.
+
+A unit is done when ``<unit dir>/_done.json`` holds its key. omni deletes only folders it can
+prove it made (they hold its ``_started.json``), and only inside a workdir that it made.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -16,17 +36,38 @@ from typing import Callable
 import pandas as pd
 
 from . import cache
-from .config import Config
+from .atomic import write_json_atomic
+from .config import Config, ConfigError, SourceConfig
 
 log = logging.getLogger("omni")
 
+Progress = Callable[[int, int], None]
+
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
-FETCH_VERSION = 1  # the downloads journal: bump only when what a fetch records changes
-VERSIONS = {"ingest": 2, "extract": 1, "teacher": 1, "score": 1, "filter": 1, "manifest": 1,
-            "train": 1, "evaluate": 1}
+VERSIONS = {"ingest": 3, "extract": 2, "teacher": 2, "score": 2, "filter": 2, "manifest": 2, "train": 2,
+            "evaluate": 2}
+FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
+GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
 RUNS = ("baseline", "omnisource")
 
-Progress = Callable[[int, int], None]
+# Settings that change how fast or where work runs, never what it computes: passed to the
+# units that use them, left out of every key.
+RUNTIME_ONLY = frozenset({
+    "ingest.workers", "ingest.per_host", "extract.workers", "train.device", "train.threads",
+    "train.loader_workers", "train.checkpoint_every_steps", "train.baseline", "evaluate.batch_size",
+})
+# ingest settings that only web items use (target clips are checked in place, never leak-checked)
+_WEB_ONLY_INGEST = frozenset({"leak_threshold", "leak_check", "image_short_side", "max_image_pixels"})
+# extract settings that only untrimmed videos use, and the few that images use
+_UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot_threshold", "max_duration_s",
+                                     "max_windows_per_video"})
+_IMAGE_EXTRACT = frozenset({"short_side", "shard_items"})
+# joint-training settings that only matter when web data joins the target
+_AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
+                   "warp_strength", "mixup_alpha")
+
+WORKDIR_MARKER = ".omni-workdir"
+STARTED = "_started.json"
 
 
 class StageError(RuntimeError):
@@ -35,27 +76,155 @@ class StageError(RuntimeError):
 
 @dataclass
 class StageResult:
-    stage: str
+    stage: str  # the unit's name, e.g. "extract/gg_img"
     key: str
     cached: bool
     info: dict = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------- layout
+
 FOLDERS = {"evaluate": "eval"}
 
 
-def stage_dir(cfg: Config, stage: str) -> Path:
-    """``<workdir>/<stage>``; a run-level name (``train/baseline``) gets its own sub-folder."""
-    top, _, run = stage.partition("/")
+def stage_dir(cfg: Config, unit: str) -> Path:
+    """``<workdir>/<stage>[/<part>]`` (evaluate lives under ``eval``)."""
+    top, _, part = unit.partition("/")
     d = Path(cfg.workdir) / FOLDERS.get(top, top)
-    return d / run if run else d
+    return d / part if part else d
+
+
+def downloads_dir(cfg: Config) -> Path:
+    """The content-addressed store of downloaded files, shared by every source."""
+    return Path(cfg.workdir) / "downloads"
+
+
+def _source(cfg: Config, name: str) -> SourceConfig:
+    for s in cfg.sources:
+        if s.name == name:
+            return s
+    raise StageError(f"no source named {name!r} in the config (sources: {[s.name for s in cfg.sources]})")
+
+
+def teacher_kinds(cfg: Config) -> list[str]:
+    """The teachers some source needs: image for images, video for videos and untrimmed videos."""
+    from .teacher import KIND_OF_SOURCE
+
+    needed = {KIND_OF_SOURCE[s.kind] for s in cfg.sources}
+    return [k for k in ("image", "video") if k in needed]
+
+
+def runs(cfg: Config) -> list[str]:
+    return ["baseline", "omnisource"] if cfg.train.baseline else ["omnisource"]
+
+
+def units(cfg: Config, stage: str) -> list[str]:
+    """The units a stage runs for this config, in order."""
+    src = [s.name for s in cfg.sources]
+    return {
+        "ingest": ["ingest/target"] + [f"ingest/{s}" for s in src],
+        "extract": ["extract/target"] + [f"extract/{s}" for s in src],
+        "teacher": [f"teacher/{k}" for k in teacher_kinds(cfg)],
+        "score": [f"score/{s}" for s in src],
+        "filter": ["filter"],
+        "manifest": ["manifest"],
+        "train": [f"train/{r}" for r in runs(cfg)],
+        "evaluate": [f"evaluate/{r}" for r in runs(cfg)],
+    }[stage]
+
+
+def all_units(cfg: Config) -> list[str]:
+    return [u for s in STAGES for u in units(cfg, s)]
+
+
+# ---------------------------------------------------------------- what each unit reads
+
+def _section(model, exclude: set | frozenset = frozenset(), prefix: str = "") -> dict:
+    skip = {k.split(".", 1)[1] for k in RUNTIME_ONLY if k.startswith(prefix + ".")} if prefix else set()
+    return model.model_dump(mode="json", exclude=set(exclude) | skip)
+
+
+def unit_settings(cfg: Config, unit: str) -> dict:
+    """Exactly the settings a unit's body reads; its key hashes exactly these."""
+    stage, _, part = unit.partition("/")
+    names = cfg.class_names()
+    if stage == "ingest":
+        if part == "target":
+            return {"classes": names, "ingest": _section(cfg.ingest, _WEB_ONLY_INGEST, "ingest")}
+        s = _source(cfg, part)
+        return {"classes": names, "ingest": _section(cfg.ingest, prefix="ingest"),
+                "source": s.model_dump(mode="json", exclude={"name", "list"})}
+    if stage == "extract":
+        if part == "target":
+            return {"extract": _section(cfg.extract, _UNTRIMMED_ONLY_EXTRACT, "extract")}
+        kind = _source(cfg, part).kind
+        ex = _section(cfg.extract, prefix="extract")
+        if kind == "image":
+            ex = {k: v for k, v in ex.items() if k in _IMAGE_EXTRACT}
+        elif kind == "video":
+            ex = {k: v for k, v in ex.items() if k not in _UNTRIMMED_ONLY_EXTRACT}
+        return {"extract": ex}
+    if stage == "teacher":
+        return {"classes": names, "model": getattr(cfg.teacher, part).model_dump(mode="json"),
+                "seed": cfg.train.seed, "amp": cfg.train.amp}
+    if stage == "score":
+        return {"amp": cfg.train.amp}
+    if stage == "filter":
+        return {"classes": names, "filter": cfg.filter.model_dump(mode="json")}
+    if stage == "manifest":
+        return {"classes": names, "source_order": [s.name for s in cfg.sources]}
+    if stage == "train":
+        t = _section(cfg.train, prefix="train")
+        if part == "baseline":  # web-data knobs never retrain the baseline
+            t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
+        return {"classes": names, "train": t}
+    if stage == "evaluate":
+        return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
+    raise StageError(f"unknown unit {unit!r}")
+
+
+def runtime_settings(cfg: Config) -> dict:
+    """The runtime-only knobs (see ``RUNTIME_ONLY``), by their dotted names."""
+    out = {}
+    for dotted in RUNTIME_ONLY:
+        section, name = dotted.split(".")
+        out[dotted] = getattr(getattr(cfg, section), name)
+    return out
+
+
+def upstream(cfg: Config, unit: str) -> list[str]:
+    """The units whose outputs a unit reads."""
+    stage, _, part = unit.partition("/")
+    src = [s.name for s in cfg.sources]
+    if stage == "ingest":
+        return [] if part == "target" else ["ingest/target"]
+    if stage == "extract":
+        if part == "target":
+            return ["ingest/target"]
+        ups = [f"ingest/{part}"]
+        if _source(cfg, part).kind == "untrimmed" and cfg.extract.window_s is None:
+            ups.append("ingest/target")  # the window length defaults to the median target clip
+        return ups
+    if stage == "teacher":
+        return ["extract/target"]
+    if stage == "score":
+        from .teacher import KIND_OF_SOURCE
+
+        return [f"extract/{part}", f"teacher/{KIND_OF_SOURCE[_source(cfg, part).kind]}"]
+    if stage == "filter":
+        return [f"score/{s}" for s in src]
+    if stage == "manifest":
+        return ["filter", "extract/target"] + [f"ingest/{s}" for s in src] + [f"extract/{s}" for s in src]
+    if stage == "train":
+        return ["extract/target"] if part == "baseline" else ["manifest"]
+    if stage == "evaluate":
+        return [f"train/{part}", "extract/target"]
+    raise StageError(f"unknown unit {unit!r}")
 
 
 def _target_files_fingerprint(cfg: Config) -> str:
-    """Target media are fingerprinted by path, size and mtime (cheap at any scale); their
-    sha256 is computed during ingest, where a changed file is caught again."""
-    import hashlib
-
+    """Target media by path, size and mtime (cheap at any scale); their sha256 is computed
+    during ingest, where a changed file is caught again."""
     from .lists import read_target_list
 
     h = hashlib.sha256()
@@ -67,251 +236,367 @@ def _target_files_fingerprint(cfg: Config) -> str:
             h.update(str(exc).encode())
             continue
         for p in df["path"]:
-            try:
-                st = Path(p).stat()
-                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-            except OSError:
-                h.update(f"{p}:missing".encode())
+            h.update(f"{p}:{cache.stat_fingerprint(p)}".encode())
     return h.hexdigest()
 
 
-# settings that change how fast training runs, not what it computes
-_RUNTIME_ONLY = {"baseline", "device", "threads", "checkpoint_every_steps", "loader_workers"}
+def user_files(cfg: Config, unit: str) -> dict:
+    """Fingerprints of the user's files a unit reads (content hashes)."""
+    stage, _, part = unit.partition("/")
+    if stage != "ingest":
+        return {}
+    if part == "target":
+        return {"target_train": cache.fingerprint_path(cfg.target.train),
+                "target_val": cache.fingerprint_path(cfg.target.val),
+                "target_files": _target_files_fingerprint(cfg)}
+    return {"list": cache.fingerprint_path(_source(cfg, part).list)}
 
 
 class Keys:
-    """Cache keys of every stage for one config, computed once."""
+    """Cache keys of every unit for one config, each computed once."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self._memo: dict[str, str] = {}
 
-    def __getitem__(self, name: str) -> str:
-        if name not in self._memo:
-            self._memo[name] = self._compute(name)
-        return self._memo[name]
+    def __getitem__(self, unit: str) -> str:
+        if unit not in self._memo:
+            self._memo[unit] = self._compute(unit)
+        return self._memo[unit]
 
-    def _compute(self, name: str) -> str:
-        cfg = self.cfg
-        if name == "ingest":
-            inputs = {
-                "classes": cfg.classes if isinstance(cfg.classes, list) else cache.fingerprint_path(cfg.classes),
-                "target_train": cache.fingerprint_path(cfg.target.train),
-                "target_val": cache.fingerprint_path(cfg.target.val),
-                "target_files": _target_files_fingerprint(cfg),
-                "sources": {s.name: cache.fingerprint_path(s.list) for s in cfg.sources},
-            }
-            return cache.stage_key("ingest", VERSIONS["ingest"], {"ingest": cfg.ingest, "sources": cfg.sources},
-                                   inputs)
-        if name == "fetch":  # downloads journal: reused across list edits and leak settings
-            i = cfg.ingest.model_dump(exclude={"leak_threshold", "leak_check", "workers"})
-            return cache.stage_key("fetch", FETCH_VERSION, i, {})
-        upstream = {"extract": ["ingest"], "teacher": ["extract"], "score": ["teacher"], "filter": ["score"],
-                    "manifest": ["filter"], "train/baseline": ["extract"], "train/omnisource": ["manifest"],
-                    "evaluate/baseline": ["train/baseline"], "evaluate/omnisource": ["train/omnisource"]}[name]
-        settings = {"extract": cfg.extract, "teacher": cfg.teacher, "score": {"device": "any"},
-                    "filter": cfg.filter, "manifest": {},
-                    "train/baseline": cfg.train.model_dump(exclude=_RUNTIME_ONLY),
-                    "train/omnisource": cfg.train.model_dump(exclude=_RUNTIME_ONLY),
-                    "evaluate/baseline": cfg.evaluate, "evaluate/omnisource": cfg.evaluate}[name]
-        if name.startswith("train/"):
-            # the baseline ignores auxiliary-only settings, so web-data knobs do not retrain it
-            if name == "train/baseline":
-                settings = {k: v for k, v in settings.items()
-                            if k not in ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class",
-                                         "pseudo_clip", "warp_strength", "mixup_alpha")}
-        stage = name.split("/")[0]
-        return cache.stage_key(name, VERSIONS[stage], settings, {u: self[u] for u in upstream})
+    def _compute(self, unit: str) -> str:
+        stage = unit.split("/")[0]
+        inputs = {**user_files(self.cfg, unit), **{u: self[u] for u in upstream(self.cfg, unit)}}
+        return cache.stage_key(unit, VERSIONS[stage], unit_settings(self.cfg, unit), inputs)
+
+    def fetch(self, unit: str) -> str:
+        """The downloads journal's key: fetch settings only, so list edits reuse downloads."""
+        ing = _section(self.cfg.ingest, _WEB_ONLY_INGEST | {"leak_threshold", "leak_check"}, "ingest")
+        if not unit.endswith("/target"):
+            ing.update(max_image_pixels=self.cfg.ingest.max_image_pixels,
+                       image_short_side=self.cfg.ingest.image_short_side)
+        return cache.stage_key("fetch", FETCH_VERSION, ing, {})
 
 
-def summarise(info: dict) -> str:
-    """One line of a stage's result for the log."""
-    if "sources" in info:  # ingest
-        parts = []
-        for src, s in info["sources"].items():
-            st = ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
-            parts.append(f"{src}: {s['rows']} rows ({st}; {s['bytes'] / 1e6:.1f} MB)")
-        return "; ".join(parts) + f"; {info.get('items_per_s')} items/s"
-    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, dict))
+# ---------------------------------------------------------------- ownership and the runner
+
+def _is_empty_dir(d: Path) -> bool:
+    return d.is_dir() and not any(d.iterdir())
 
 
-def _require(cfg: Config, keys: Keys, stage: str) -> Path:
-    d = stage_dir(cfg, stage)
-    if not cache.is_done(d, keys[stage]):
-        raise StageError(f"the {stage} stage has not run for this config: run `omni {stage.split('/')[0]} CONFIG` "
+def claim_workdir(cfg: Config) -> Path:
+    """Make (or re-open) the workdir; refuse a file, or a non-empty folder omni did not make."""
+    wd = Path(cfg.workdir)
+    if wd.exists() and not wd.is_dir():
+        raise StageError(f"workdir {wd} is a file, not a folder")
+    marker = wd / WORKDIR_MARKER
+    if wd.is_dir() and not marker.exists() and not _is_empty_dir(wd):
+        raise StageError(f"workdir {wd} is not empty and was not made by omni: refusing to write into it "
+                         f"(choose an empty or new folder)")
+    try:
+        wd.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            write_json_atomic(marker, {"made_by": "omni"})
+    except OSError as exc:
+        raise StageError(f"workdir {wd}: cannot write: {exc.strerror or exc}") from None
+    return wd
+
+
+def _owned(d: Path) -> bool:
+    return (d / STARTED).exists() or cache.done_marker(d).exists()
+
+
+def require(cfg: Config, keys: Keys, unit: str) -> Path:
+    d = stage_dir(cfg, unit)
+    if not cache.is_done(d, keys[unit]):
+        raise StageError(f"{unit} has not run for this config: run `omni {unit.split('/')[0]} CONFIG` "
                          f"(or `omni run CONFIG`) first")
     return d
 
 
-def _run(cfg: Config, name: str, keys: Keys, body: Callable[[Path], dict], wipe: bool = True) -> StageResult:
-    d = stage_dir(cfg, name)
-    key = keys[name]
+@dataclass
+class Unit:
+    """What a unit's body gets: its settings, the runtime knobs, where to read and write."""
+
+    name: str
+    part: str
+    settings: dict
+    runtime: dict
+    dir: Path
+    workdir: Path
+    keys: Keys
+    cfg: Config  # for paths only (workdir, lists); bodies read settings from ``settings``
+    progress: Progress | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def input(self, unit: str) -> Path:
+        return require(self.cfg, self.keys, unit)
+
+
+def run_unit(cfg: Config, unit: str, keys: Keys | None = None, progress: Progress | None = None,
+             should_stop: Callable[[], bool] | None = None) -> StageResult:
+    """Run one unit unless its key is already done; returns what it did."""
+    keys = keys or Keys(cfg)
+    claim_workdir(cfg)
+    stage, _, part = unit.partition("/")
+    d = stage_dir(cfg, unit)
+    key = keys[unit]
     if cache.is_done(d, key):
-        log.info("%s: cache hit (%s)", name, key[:12])
-        return StageResult(name, key, True, cache.read_done(d) or {})
-    started_file = d / "_started.json"  # the key this folder's partial outputs belong to
+        log.info("%s: cache hit (%s)", unit, key[:12])
+        return StageResult(unit, key, True, cache.read_done(d) or {})
+    for up in upstream(cfg, unit):
+        require(cfg, keys, up)
+    started_file = d / STARTED
     try:
         started = json.loads(started_file.read_text())
     except (OSError, ValueError):
         started = None
-    if wipe and d.exists() and (started or {}).get("key") != key:
-        shutil.rmtree(d)  # outputs of another config: ours to remove, never user data
+    if d.exists() and not _owned(d) and not _is_empty_dir(d):
+        raise StageError(f"{d} exists and was not made by omni: move it away, omni will not overwrite it")
+    keeps_partial = stage == "ingest"  # the downloads journal outlives list edits
+    if d.exists() and not keeps_partial and (started or {}).get("key") != key:
+        shutil.rmtree(d)  # omni's own outputs of another config
     d.mkdir(parents=True, exist_ok=True)
     cache.clear_done(d)
-    cache.write_json_atomic(started_file, {"key": key})
-    log.info("%s: running (%s)", name, key[:12])
-    info = body(d)
+    write_json_atomic(started_file, {"key": key})
+    log.info("%s: running (%s)", unit, key[:12])
+    ctx = Unit(unit, part, unit_settings(cfg, unit), runtime_settings(cfg), d, Path(cfg.workdir), keys, cfg,
+               progress, should_stop)
+    info = BODIES[stage](ctx)
     cache.mark_done(d, key, **info)
-    log.info("%s: %s", name, summarise(info))
-    return StageResult(name, key, False, info)
+    log.info("%s: %s", unit, summarise(info))
+    return StageResult(unit, key, False, info)
 
 
-def run_ingest(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .ingest import ingest
-
-    keys = Keys(cfg)
-    journal = stage_dir(cfg, "ingest") / "journal" / keys["fetch"]
-    return _run(cfg, "ingest", keys, lambda d: ingest(cfg, d, journal, progress), wipe=False)
-
-
-def run_extract(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .extract import extract
-
-    keys = Keys(cfg)
-    ingest_dir = _require(cfg, keys, "ingest")
-    return _run(cfg, "extract", keys, lambda d: extract(ingest_dir, d, cfg.extract, progress))
+def run_stage(cfg: Config, stage: str, keys: Keys | None = None,
+              progress_for: Callable[[str], Progress | None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> list[StageResult]:
+    """Run every unit of a stage, in order."""
+    keys = keys or Keys(cfg)
+    return [run_unit(cfg, u, keys, progress_for(u) if progress_for else None, should_stop)
+            for u in units(cfg, stage)]
 
 
-def run_teacher(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .teacher import train_teachers
-
-    keys = Keys(cfg)
-    ex = _require(cfg, keys, "extract")
-    return _run(cfg, "teacher", keys, lambda d: train_teachers(cfg, ex, d, keys["teacher"], progress))
+def run_pipeline(cfg: Config, progress_for: Callable[[str], Progress | None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[StageResult]:
+    keys = Keys(cfg)  # computed once for the whole run
+    return [r for stage in STAGES for r in run_stage(cfg, stage, keys, progress_for, should_stop)]
 
 
-def run_score(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .teacher import score_items
-
-    keys = Keys(cfg)
-    ex = stage_dir(cfg, "extract")
-    te = _require(cfg, keys, "teacher")
-    return _run(cfg, "score", keys, lambda d: score_items(cfg, ex, te, d, progress))
+def summarise(info: dict) -> str:
+    """One line of a unit's result for the log."""
+    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, (dict, list)))
 
 
-def run_filter(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .manifest import filter_samples
+# ---------------------------------------------------------------- the bodies
 
-    keys = Keys(cfg)
-    sc = _require(cfg, keys, "score")
+def _fetch_options(ingest: dict, runtime: dict):
+    from .fetch import FetchOptions
 
-    def body(d: Path) -> dict:
-        samples = pd.read_parquet(stage_dir(cfg, "extract") / "samples.parquet")
-        out = filter_samples(pd.read_parquet(sc / "scores.parquet"), samples, cfg.filter, cfg.class_names())
-        out.to_parquet(d / "filtered.parquet", index=False)
-        return {"kept": int((out["status"] == "kept").sum()), "filtered": int((out["status"] == "filtered").sum())}
-
-    return _run(cfg, "filter", keys, body)
+    names = {f.name for f in dataclasses.fields(FetchOptions)}
+    opts = {k: v for k, v in ingest.items() if k in names}
+    opts["per_host"] = runtime["ingest.per_host"]
+    return FetchOptions(**opts)
 
 
-def run_manifest(cfg: Config, progress: Progress | None = None) -> StageResult:
-    from .manifest import build_manifest
+def _ingest(u: Unit) -> dict:
+    from .ingest import ingest_source, ingest_target
+    from .validate import ValidateOptions
 
-    keys = Keys(cfg)
-    fi = _require(cfg, keys, "filter")
+    s, ing = u.settings, u.settings["ingest"]
+    journal = u.dir / "journal" / u.keys.fetch(u.name)
+    fetch = _fetch_options(ing, u.runtime)
+    if u.part == "target":
+        return ingest_target(u.cfg.target.train, u.cfg.target.val, s["classes"], fetch, u.dir, journal,
+                             workers=u.runtime["ingest.workers"], progress=u.progress)
+    src = s["source"]
+    return ingest_source(u.part, src["kind"], _source(u.cfg, u.part).list, src["url_column"], src["query_column"],
+                         src["query"], s["classes"], fetch,
+                         ValidateOptions(ing["max_image_pixels"], ing["image_short_side"]),
+                         ing["leak_check"], ing["leak_threshold"], u.input("ingest/target") / "targets.parquet",
+                         u.dir, journal, downloads_dir(u.cfg), workers=u.runtime["ingest.workers"],
+                         progress=u.progress)
 
-    def body(d: Path) -> dict:
-        items = pd.read_parquet(stage_dir(cfg, "ingest") / "items.parquet")
-        samples = pd.read_parquet(stage_dir(cfg, "extract") / "samples.parquet")
-        web, train = build_manifest(items, samples, pd.read_parquet(fi / "filtered.parquet"), cfg.class_names())
-        web.to_parquet(d / "web_items.parquet", index=False)
-        train.to_parquet(d / "train.parquet", index=False)
-        counts = {f"{src}/{st}": int(n) for (src, st), n in web.groupby(["source", "status"]).size().items()}
-        return {"web_rows": len(web), "train_samples": len(train), "by_source_status": counts}
 
-    return _run(cfg, "manifest", keys, body)
+def _extract(u: Unit) -> dict:
+    from .config import ExtractConfig
+    from .extract import default_window_s, extract_items, source_work, target_work
 
-
-def _train_run(cfg: Config, run: str, progress: Progress | None) -> StageResult:
-    from .data import ClipDataset
-    from .train import fit
-
-    keys = Keys(cfg)
-    name = f"train/{run}"
-    t = cfg.train
-    m = t.model
-    if run == "baseline":
-        _require(cfg, keys, "extract")
-        samples = pd.read_parquet(stage_dir(cfg, "extract") / "samples.parquet")
-        train = samples[(samples["split"] == "train") & (samples["status"] == "ok")]
+    ecfg = ExtractConfig(**u.settings["extract"])
+    prefix = u.dir.relative_to(u.workdir).as_posix()
+    if u.part == "target":
+        work = target_work(pd.read_parquet(u.input("ingest/target") / "targets.parquet"))
+        info = {}
     else:
-        mdir = _require(cfg, keys, "manifest")
-        train = pd.read_parquet(mdir / "train.parquet")
-    store = stage_dir(cfg, "extract") / "frames"
-
-    def ds(rows):
-        return ClipDataset(rows, store, m.num_frames, m.input_size, True, t.pseudo_clip, t.warp_strength, t.seed)
-
-    def body(d: Path) -> dict:
-        if t.threads:
-            import torch
-            torch.set_num_threads(t.threads)
-        target = train[train["source"] == "target"]
-        if target.empty:
-            raise StageError("no usable target training clips")
-        aux = {src: ds(g) for src, g in train[train["source"] != "target"].groupby("source")}
-        # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
-        aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
-        res = fit(m, len(cfg.class_names()), ds(target), d, keys[name], aux=aux, aux_batch_size=aux_batch,
-                  aux_loss_weight=t.aux_loss_weight, resample_power=t.resample_power,
-                  cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha, seed=t.seed, device=t.device,
-                  amp=t.amp, checkpoint_every_steps=t.checkpoint_every_steps, loader_workers=t.loader_workers,
-                  progress=progress)
-        res["aux_units"] = {k: len(v) for k, v in aux.items()}
-        res["aux_batch_size"] = aux_batch
-        res["target_units"] = len(target)
-        return res
-
-    return _run(cfg, name, keys, body)
+        items = pd.read_parquet(u.input(f"ingest/{u.part}") / "items.parquet")
+        window_s = stride_s = None
+        if (items["kind"] == "untrimmed").any():
+            window_s = ecfg.window_s or default_window_s(
+                pd.read_parquet(u.input("ingest/target") / "targets.parquet"))
+            stride_s = ecfg.stride_s or window_s
+        work = source_work(items, window_s, stride_s)
+        info = {"window_s": window_s, "stride_s": stride_s} if window_s else {}
+    return {**extract_items(work, u.dir, prefix, ecfg, workers=u.runtime["extract.workers"], progress=u.progress),
+            **info}
 
 
-def runs(cfg: Config) -> list[str]:
-    return ["baseline", "omnisource"] if cfg.train.baseline else ["omnisource"]
+def _target_samples(u: Unit) -> pd.DataFrame:
+    s = pd.read_parquet(u.input("extract/target") / "samples.parquet")
+    return s[s["extract_status"] == "ok"]
 
 
-def run_train(cfg: Config, run: str | None = None, progress: Progress | None = None) -> list[StageResult]:
-    return [_train_run(cfg, r, progress) for r in ([run] if run else runs(cfg))]
+def _run_options(u: Unit):
+    from .train import RunOptions
+
+    return RunOptions(device=u.runtime["train.device"], checkpoint_every_steps=u.runtime["train.checkpoint_every_steps"],
+                      loader_workers=u.runtime["train.loader_workers"])
 
 
-def _evaluate_run(cfg: Config, run: str) -> StageResult:
+def _threads(u: Unit) -> None:
+    if u.runtime["train.threads"]:
+        import torch
+
+        torch.set_num_threads(u.runtime["train.threads"])
+
+
+def _teacher(u: Unit) -> dict:
+    from .config import ModelConfig
+    from .teacher import train_teacher
+
+    _threads(u)
+    s = u.settings
+    return train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir, u.keys[u.name],
+                         seed=s["seed"], amp=s["amp"], run=_run_options(u), progress=u.progress,
+                         should_stop=u.should_stop)
+
+
+def _score(u: Unit) -> dict:
+    from .score import score_samples
+    from .teacher import KIND_OF_SOURCE
+
+    _threads(u)
+    teacher = KIND_OF_SOURCE[_source(u.cfg, u.part).kind]
+    samples = pd.read_parquet(u.input(f"extract/{u.part}") / "samples.parquet")
+    return score_samples(samples, u.workdir, u.input(f"teacher/{teacher}"), teacher, u.dir, amp=u.settings["amp"],
+                         device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],
+                         loader_workers=u.runtime["train.loader_workers"], progress=u.progress)
+
+
+def _filter(u: Unit) -> dict:
+    from .atomic import write_parquet_atomic
+    from .config import FilterConfig
+    from .filter import filter_scores
+    from .score import SCORE_COLUMNS
+
+    parts = [pd.read_parquet(u.input(f"score/{s.name}") / "scores.parquet") for s in u.cfg.sources]
+    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    out = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
+    write_parquet_atomic(out, u.dir / "filtered.parquet")
+    return {"kept": int((out["filter_status"] == "kept").sum()),
+            "filtered": int((out["filter_status"] == "filtered").sum())}
+
+
+def _manifest(u: Unit) -> dict:
+    from .atomic import write_parquet_atomic
+    from .extract import SAMPLE_COLUMNS
+    from .manifest import build_manifest
+    from .score import SCORE_COLUMNS
+
+    names = [s.name for s in u.cfg.sources]
+
+    def cat(paths, columns=None):
+        frames = [pd.read_parquet(p) for p in paths]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    items = cat([u.input(f"ingest/{n}") / "items.parquet" for n in names],
+                ["item_id", "source", "kind", "url", "query", "status", "reason", "sha256"])
+    samples_cols = [c if c not in ("status", "reason") else f"extract_{c}" for c in SAMPLE_COLUMNS]
+    web = cat([u.input(f"extract/{n}") / "samples.parquet" for n in names], samples_cols)
+    scores = cat([u.input(f"score/{n}") / "scores.parquet" for n in names], SCORE_COLUMNS)
+    filtered = pd.read_parquet(u.input("filter") / "filtered.parquet")
+    target = pd.read_parquet(u.input("extract/target") / "samples.parquet")
+    web_items, train = build_manifest(items, web, scores, filtered, target, u.settings["classes"],
+                                      u.settings["source_order"])
+    write_parquet_atomic(web_items, u.dir / "web_items.parquet")
+    write_parquet_atomic(train, u.dir / "train.parquet")
+    counts = {f"{src}/{st}": int(n) for (src, st), n in web_items.groupby(["source", "status"]).size().items()}
+    return {"web_rows": len(web_items), "train_samples": len(train), "by_source_status": counts}
+
+
+def _train(u: Unit) -> dict:
+    from .config import TrainConfig
     from .data import ClipDataset
-    from .train import classification_metrics, load_model, predict
+    from .train import JointOptions, fit
 
-    keys = Keys(cfg)
-    tdir = _require(cfg, keys, f"train/{run}")
+    _threads(u)
+    t = TrainConfig(**u.settings["train"])
+    m = t.model
+    if u.part == "baseline":
+        rows = _target_samples(u)
+        rows = rows[rows["split"] == "train"]
+    else:
+        rows = pd.read_parquet(u.input("manifest") / "train.parquet")
+    target = rows[rows["source"] == "target"]
+    if target.empty:
+        raise StageError("no usable target training clips: every target train item failed ingest or extract")
 
-    def body(d: Path) -> dict:
-        samples = pd.read_parquet(stage_dir(cfg, "extract") / "samples.parquet")
-        val = samples[(samples["split"] == "val") & (samples["status"] == "ok")]
-        if val.empty:
-            raise StageError("no usable target val clips to evaluate on")
-        model, m = load_model(tdir / "model.pt", cfg.train.device)
-        ds = ClipDataset(val, stage_dir(cfg, "extract") / "frames", m.num_frames, m.input_size, False)
-        probs = predict(model, ds, cfg.evaluate.batch_size, views=cfg.evaluate.num_clips, amp=cfg.train.amp)
-        metrics = classification_metrics(probs, ds.labels, len(cfg.class_names()))
-        names = cfg.class_names()
-        metrics["per_class_accuracy"] = {names[int(c)]: v for c, v in metrics["per_class_accuracy"].items()}
-        metrics["run"] = run
-        cache.write_json_atomic(d / "metrics.json", metrics)
-        return {k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "num_samples")}
+    def ds(r):
+        return ClipDataset.for_model(r, u.workdir, m, train=True, pseudo_clip=t.pseudo_clip,
+                                     warp_strength=t.warp_strength, seed=t.seed)
 
-    return _run(cfg, f"evaluate/{run}", keys, body)
+    aux = {src: ds(g) for src, g in rows[rows["source"] != "target"].groupby("source")}
+    # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
+    aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
+    joint = JointOptions(aux_batch_size=aux_batch, aux_loss_weight=t.aux_loss_weight,
+                         resample_power=t.resample_power, cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha)
+    res = fit(m, u.settings["classes"], ds(target), u.dir, u.keys[u.name], aux=aux, joint=joint, seed=t.seed,
+              amp=t.amp, run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
+    res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))
+    write_json_atomic(u.dir / "summary.json", res)
+    return {k: v for k, v in res.items() if k != "curve"}
 
 
-def run_evaluate(cfg: Config, run: str | None = None, progress: Progress | None = None) -> list[StageResult]:
-    return [_evaluate_run(cfg, r) for r in ([run] if run else runs(cfg))]
+def _evaluate(u: Unit) -> dict:
+    from .evaluate import evaluate_model
+
+    _threads(u)
+    val = _target_samples(u)
+    val = val[val["split"] == "val"]
+    if val.empty:
+        raise StageError("no usable target val clips to evaluate on")
+    metrics = evaluate_model(u.input(f"train/{u.part}") / "model.pt", val, u.workdir,
+                             num_clips=u.settings["evaluate"]["num_clips"], amp=u.settings["amp"],
+                             device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],
+                             loader_workers=u.runtime["train.loader_workers"])
+    metrics["run"] = u.part
+    write_json_atomic(u.dir / "metrics.json", metrics)
+    return {k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "clip_top1", "num_samples")}
+
+
+BODIES: dict[str, Callable[[Unit], dict]] = {
+    "ingest": _ingest, "extract": _extract, "teacher": _teacher, "score": _score, "filter": _filter,
+    "manifest": _manifest, "train": _train, "evaluate": _evaluate,
+}
+
+HELP = {
+    "ingest": "fetch, validate and de-duplicate the target clips and every crawl list",
+    "extract": "decode and resize frames and clips into the frame store",
+    "teacher": "train the 2D image teacher and 3D video teacher on the target set",
+    "score": "score every web sample with its teacher",
+    "filter": "keep samples whose teacher top class equals their query",
+    "manifest": "write manifest/web_items.parquet and manifest/train.parquet",
+    "train": "train the target-only baseline and the OmniSource student",
+    "evaluate": "evaluate trained models on the target val set",
+}
 
 
 def read_metrics(cfg: Config, run: str) -> dict | None:
-    p = stage_dir(cfg, "eval") / run / "metrics.json"
+    p = stage_dir(cfg, f"evaluate/{run}") / "metrics.json"
     return json.loads(p.read_text()) if p.exists() else None
+
+
+def check_config(cfg: Config) -> None:
+    """Problems a config has before any stage runs (raises ConfigError)."""
+    cfg.class_names()
+    if Path(cfg.workdir).exists() and not Path(cfg.workdir).is_dir():
+        raise ConfigError(f"workdir {cfg.workdir} is a file, not a folder")

@@ -22,7 +22,7 @@ def realdata() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Path:
-    from omni.demo_world import generate_world, tiny_spec
+    from omni.demo.world import generate_world, tiny_spec
 
     return generate_world(tmp_path_factory.mktemp("world") / "world", tiny_spec())
 
@@ -30,7 +30,7 @@ def tiny_world(tmp_path_factory) -> Path:
 def write_config(tmp_path: Path, world: Path, **sections) -> Path:
     import yaml
 
-    from omni.demo_world import demo_config
+    from omni.demo.world import demo_config
 
     cfg = demo_config(world, tmp_path / "work", world / "crawl", tiny=True)
     cfg["ingest"]["allow_private_addresses"] = True

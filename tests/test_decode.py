@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from omni.decode import Window, decode_windows, load_image, sample_times, scaled_size
-from omni.demo_world import write_video
+from omni.demo.world import write_video
 
 REAL = ["demo.mp4", "test.mp4", "test.avi", "ntu_sample.avi", "demo_skeleton.mp4", "demo_spatiotemporal_det.mp4",
         "test_video_structuralize.mp4", "rawvideo_dataset/part_0.mp4"]

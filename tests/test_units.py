@@ -21,7 +21,7 @@ def test_windows_are_consecutive_and_cover_the_video():
 
 
 def test_shot_detection_finds_a_hard_cut(tmp_path):
-    from omni.demo_world import write_video
+    from omni.demo.world import write_video
     from omni.shots import detect_shots
 
     frames = np.concatenate([np.full((20, 32, 32, 3), 30, np.uint8), np.full((20, 32, 32, 3), 220, np.uint8)])

@@ -1,0 +1,58 @@
+"""Write a file so that readers see the old version or the new one, never half of one."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)``, then rename the result onto ``path`` (same folder, same disk)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default)))
+
+
+def write_parquet_atomic(df, path: str | Path) -> Path:
+    """A DataFrame as Parquet; object columns holding mixed Python types are stored as text."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object:
+            kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and np.isnan(v))}
+            if len(kinds) > 1 and not kinds <= {list, np.ndarray}:
+                df[col] = df[col].map(lambda v: None if v is None else str(v))
+    return write_atomic(path, lambda p: df.to_parquet(p, index=False))
+
+
+def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    import torch
+
+    return write_atomic(path, lambda p: torch.save(obj, p))
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)

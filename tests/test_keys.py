@@ -1,0 +1,218 @@
+"""Every setting changes the key of exactly the units that read it, and of what follows them.
+
+The expectations below are written out by hand (the spec), not derived from omni.stages: a
+setting a unit reads but does not hash would reuse stale results; a setting hashed by a unit
+that does not read it would redo work for nothing.
+"""
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from omni import stages
+from omni.config import Config, config_from_dict
+
+SOURCES = {"img": "image", "vid": "video", "un": "untrimmed"}
+
+# which units read each key directly; "*" = every unit of that stage (the spec)
+ALL_INGEST = ["ingest/target", "ingest/img", "ingest/vid", "ingest/un"]
+WEB_INGEST = ["ingest/img", "ingest/vid", "ingest/un"]
+ALL_EXTRACT = ["extract/target", "extract/img", "extract/vid", "extract/un"]
+CLIP_EXTRACT = ["extract/target", "extract/vid", "extract/un"]
+TEACHERS = ["teacher/image", "teacher/video"]
+SCORES = ["score/img", "score/vid", "score/un"]
+TRAINS = ["train/baseline", "train/omnisource"]
+EVALS = ["evaluate/baseline", "evaluate/omnisource"]
+RUNTIME = []
+
+READERS = {
+    "ingest.workers": RUNTIME, "ingest.per_host": RUNTIME, "extract.workers": RUNTIME,
+    "train.device": RUNTIME, "train.threads": RUNTIME, "train.loader_workers": RUNTIME,
+    "train.checkpoint_every_steps": RUNTIME, "train.baseline": RUNTIME, "evaluate.batch_size": RUNTIME,
+    "ingest.leak_threshold": WEB_INGEST, "ingest.leak_check": WEB_INGEST, "ingest.image_short_side": WEB_INGEST,
+    "ingest.max_image_pixels": WEB_INGEST,
+    "ingest.*": ALL_INGEST,
+    "extract.short_side": ALL_EXTRACT, "extract.shard_items": ALL_EXTRACT,
+    "extract.frames_per_clip": CLIP_EXTRACT, "extract.backend": CLIP_EXTRACT,
+    "extract.window_s": ["extract/un"], "extract.stride_s": ["extract/un"], "extract.shot_split": ["extract/un"],
+    "extract.shot_threshold": ["extract/un"], "extract.max_duration_s": ["extract/un"],
+    "extract.max_windows_per_video": ["extract/un"],
+    "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
+    "filter.*": ["filter"],
+    "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
+    "train.*": ["train/omnisource"],  # the joint-training knobs
+    "evaluate.*": EVALS,
+}
+
+# what each unit reads from other units (the spec's copy of the DAG)
+DAG = {
+    "ingest/target": [], "ingest/img": ["ingest/target"], "ingest/vid": ["ingest/target"],
+    "ingest/un": ["ingest/target"],
+    "extract/target": ["ingest/target"], "extract/img": ["ingest/img"], "extract/vid": ["ingest/vid"],
+    "extract/un": ["ingest/un", "ingest/target"],
+    "teacher/image": ["extract/target"], "teacher/video": ["extract/target"],
+    "score/img": ["extract/img", "teacher/image"], "score/vid": ["extract/vid", "teacher/video"],
+    "score/un": ["extract/un", "teacher/video"],
+    "filter": SCORES, "manifest": ["filter", "extract/target"] + WEB_INGEST + ["extract/img", "extract/vid", "extract/un"],
+    "train/baseline": ["extract/target"], "train/omnisource": ["manifest"],
+    "evaluate/baseline": ["train/baseline", "extract/target"],
+    "evaluate/omnisource": ["train/omnisource", "extract/target"],
+}
+
+
+def readers(path: str) -> list[str]:
+    if path in READERS:
+        return READERS[path]
+    parts = path.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        wild = ".".join(parts[:n]) + ".*"
+        if wild in READERS:
+            return READERS[wild]
+    raise AssertionError(f"the spec does not say which units read {path}: add it to READERS")
+
+
+def affected(direct: list[str]) -> set[str]:
+    out = set(direct)
+    changed = True
+    while changed:
+        changed = False
+        for unit, ups in DAG.items():
+            if unit not in out and out & set(ups):
+                out.add(unit)
+                changed = True
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("keys")
+    (d / "train.csv").write_text("path,label\na.mp4,a\n")
+    (d / "val.csv").write_text("path,label\nb.mp4,b\n")
+    for name in SOURCES:
+        (d / f"{name}.csv").write_text(f"url,query\nhttp://example.com/{name}.x,a\n")
+    return {"workdir": str(d / "w"), "classes": ["a", "b"],
+            "target": {"train": str(d / "train.csv"), "val": str(d / "val.csv")},
+            "sources": [{"name": n, "kind": k, "list": str(d / f"{n}.csv")} for n, k in SOURCES.items()],
+            "extract": {}, "_dir": d}
+
+
+def _cfg(data: dict) -> Config:
+    data = {k: v for k, v in data.items() if k != "_dir"}
+    return config_from_dict(data, base=Path("/"))
+
+
+def _keys(cfg: Config) -> dict[str, str]:
+    keys = stages.Keys(cfg)
+    return {u: keys[u] for u in stages.all_units(cfg)}
+
+
+def _candidates(value, annotation):
+    """Other valid values to try for a setting."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    literals = [a for a in args if isinstance(a, str)] if origin is typing.Literal else []
+    for a in args:
+        if typing.get_origin(a) is typing.Literal:
+            literals += list(typing.get_args(a))
+    out = [v for v in literals if v != value] + ([True, False] if bool in args else [])
+    if isinstance(value, bool):
+        out.append(not value)
+    elif isinstance(value, int):
+        out += [value + 1, value - 1, value * 2]
+    elif isinstance(value, float):
+        out += [value * 0.5, value + 0.1, 0.5]
+    elif isinstance(value, str):
+        out.append(value + "x")
+    elif isinstance(value, list):
+        out += [["/tmp"], value + ["x"], []]
+    elif value is None:
+        out += [True, 3, 0.5, 7, 64, 2.5, "/tmp/w.pt", ["/tmp"], "x"]
+    return [v for v in out if v != value or type(v) is not type(value)]
+
+
+def _leaves(model: BaseModel, prefix: str):
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        path = f"{prefix}.{name}"
+        if isinstance(value, BaseModel):
+            yield from _leaves(value, path)
+        else:
+            yield path, value, field.annotation
+
+
+def _set(data: dict, path: str, value) -> dict:
+    import copy
+
+    data = copy.deepcopy(data)
+    node = data
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return data
+
+
+SECTIONS = ["ingest", "extract", "teacher", "filter", "train", "evaluate"]
+
+
+def test_every_setting_changes_exactly_the_units_that_read_it(base):
+    cfg0 = _cfg(base)
+    before = _keys(cfg0)
+    assert set(before) == set(DAG)
+    checked = 0
+    for section in SECTIONS:
+        for path, value, annotation in _leaves(getattr(cfg0, section), section):
+            for other in _candidates(value, annotation):
+                try:
+                    cfg = _cfg(_set(base, path, other))
+                except Exception:
+                    continue
+                break
+            else:
+                raise AssertionError(f"no other valid value found for {path}")
+            after = _keys(cfg)
+            changed = {u for u in before if u in after and after[u] != before[u]}
+            assert changed == affected(readers(path)), path
+            checked += 1
+    assert checked >= 60
+
+
+@pytest.mark.parametrize("field,value", [("query", "a"), ("url_column", "link"), ("query_column", "label")])
+def test_a_source_setting_changes_only_that_source(base, field, value):
+    before = _keys(_cfg(base))
+    data = _set(base, "extract", {})
+    data["sources"] = [dict(s) for s in base["sources"]]
+    data["sources"][1][field] = value
+    after = _keys(_cfg(data))
+    assert {u for u in before if after[u] != before[u]} == affected(["ingest/vid"])
+
+
+def test_editing_a_list_or_the_targets_changes_what_reads_them(base):
+    before = _keys(_cfg(base))
+    d = base["_dir"]
+    original = (d / "img.csv").read_text()
+    (d / "img.csv").write_text(original + "http://example.com/more.x,b\n")
+    try:
+        after = _keys(_cfg(base))
+    finally:
+        (d / "img.csv").write_text(original)
+    assert {u for u in before if after[u] != before[u]} == affected(["ingest/img"])
+    (d / "val.csv").write_text("path,label\nc.mp4,b\n")
+    after = _keys(_cfg(base))
+    assert {u for u in before if after[u] != before[u]} == set(DAG)  # everything builds on the target
+
+
+def test_setting_window_s_cuts_untrimmed_windows_loose_from_the_targets(base):
+    data = _set(base, "extract.window_s", 2.0)
+    cfg = _cfg(data)
+    assert stages.upstream(cfg, "extract/un") == ["ingest/un"]
+
+
+def test_removing_a_source_keeps_every_other_units_key(base):
+    before = _keys(_cfg(base))
+    data = dict(base)
+    data["sources"] = [s for s in base["sources"] if s["name"] != "vid"]
+    after = _keys(_cfg(data))
+    same = {u for u in after if after[u] == before.get(u)}
+    assert same == set(after) - {"filter", "manifest", "train/omnisource", "evaluate/omnisource"}
