@@ -1,0 +1,118 @@
+"""The pure rules, on small hand-made tables: filter, metrics, the manifest join, joint loss."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from omni.config import FilterConfig
+from omni.filter import filter_scores
+from omni.manifest import build_manifest
+from omni.metrics import classification_metrics, clip_top1
+
+NAMES = ["run", "jump", "swim"]
+
+
+def _scores(rows):
+    return pd.DataFrame(rows, columns=["sample_id", "label", "teacher_label", "teacher_score"])
+
+
+def test_filter_keeps_only_samples_whose_teacher_top_class_is_the_query():
+    s = _scores([("a", 0, 0, 0.9), ("b", 0, 1, 0.3), ("c", 2, 2, 0.4)])
+    out = filter_scores(s, FilterConfig(), NAMES)
+    assert out["filter_status"].tolist() == ["kept", "filtered", "kept"]
+    assert out["filter_reason"][1] == "teacher predicts jump (query class p=0.30)"
+
+
+def test_filter_min_score_is_an_extra_knob_and_top1_can_be_switched_off():
+    s = _scores([("a", 0, 0, 0.9), ("b", 0, 1, 0.3), ("c", 2, 2, 0.4)])
+    out = filter_scores(s, FilterConfig(min_score=0.5), NAMES)
+    assert out["filter_status"].tolist() == ["kept", "filtered", "filtered"]
+    out = filter_scores(s, FilterConfig(require_top1=False), NAMES)
+    assert out["filter_status"].tolist() == ["kept", "kept", "kept"]
+
+
+def test_metrics_top1_top5_mean_class_accuracy_and_confusion():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
+    labels = np.array([0, 1, 1, 1])
+    m = classification_metrics(probs, labels, 3)
+    assert m["top1"] == pytest.approx(0.5)
+    assert m["top5"] == pytest.approx(1.0)  # top-min(5, K)
+    assert m["per_class_accuracy"] == {0: 1.0, 1: pytest.approx(1 / 3)}
+    assert m["mean_class_accuracy"] == pytest.approx((1 + 1 / 3) / 2)  # absent classes do not count
+    assert m["confusion"][1] == [1, 1, 1]
+    views = np.stack([probs, probs[:, ::-1]], axis=1)
+    assert clip_top1(views, labels) == pytest.approx(3 / 8)
+
+
+def _tables():
+    items = pd.DataFrame({
+        "item_id": ["img:0", "img:1", "img:2", "vid:0", "vid:1"],
+        "source": ["img", "img", "img", "vid", "vid"], "kind": ["image"] * 3 + ["video"] * 2,
+        "url": list("abcde"), "query": ["run"] * 5, "status": ["ok", "failed", "ok", "ok", "ok"],
+        "reason": ["", "http 404", "", "", ""], "sha256": ["s1", "", "s2", "s1", "s3"], "label": [0] * 5})
+    ref = {"shard": "x", "offset": 0, "t": 1, "h": 2, "w": 2}
+    web = pd.DataFrame([
+        {"item_id": "img:0", "sample_id": "img:0#0", "split": "web", "source": "img", "kind": "image", "label": 0,
+         "clip_index": 0, "start_s": np.nan, "end_s": np.nan, "extract_status": "ok", "extract_reason": "", **ref},
+        {"item_id": "img:2", "sample_id": "img:2#0", "split": "web", "source": "img", "kind": "image", "label": 0,
+         "clip_index": 0, "start_s": np.nan, "end_s": np.nan, "extract_status": "failed",
+         "extract_reason": "decode failed: x", **ref},
+        {"item_id": "vid:0", "sample_id": "vid:0#0", "split": "web", "source": "vid", "kind": "video", "label": 0,
+         "clip_index": 0, "start_s": np.nan, "end_s": np.nan, "extract_status": "ok", "extract_reason": "", **ref},
+        {"item_id": "vid:1", "sample_id": "vid:1#0", "split": "web", "source": "vid", "kind": "video", "label": 0,
+         "clip_index": 0, "start_s": np.nan, "end_s": np.nan, "extract_status": "ok", "extract_reason": "", **ref},
+    ])
+    scores = pd.DataFrame({"sample_id": ["img:0#0", "vid:0#0", "vid:1#0"], "teacher": ["image", "video", "video"],
+                           "teacher_label": [0, 0, 1], "teacher_score": [0.9, 0.8, 0.2]})
+    filtered = pd.DataFrame({"sample_id": ["img:0#0", "vid:0#0", "vid:1#0"],
+                             "filter_status": ["kept", "kept", "filtered"],
+                             "filter_reason": ["", "", "teacher predicts jump (query class p=0.20)"]})
+    target = pd.DataFrame([{"item_id": "target-train:0", "sample_id": "t#0", "split": "train", "source": "target",
+                            "kind": "video", "label": 1, "clip_index": 0, "start_s": np.nan, "end_s": np.nan,
+                            "extract_status": "ok", "extract_reason": "", **ref}])
+    return items, web, scores, filtered, target
+
+
+def test_the_manifest_is_a_join_where_the_first_stage_that_said_no_decides():
+    web_items, train = build_manifest(*_tables(), NAMES, ["img", "vid"])
+    by_id = web_items.set_index("item_id")
+    assert by_id.loc["img:0", "status"] == "kept"
+    assert (by_id.loc["img:1", "status"], by_id.loc["img:1", "reason"]) == ("failed", "http 404")
+    assert (by_id.loc["img:2", "status"], by_id.loc["img:2", "reason"]) == ("failed", "decode failed: x")
+    # the same bytes in a later source are a duplicate of the first source's item
+    assert (by_id.loc["vid:0", "status"], by_id.loc["vid:0", "reason"]) == ("duplicate", "same bytes as img:0")
+    assert by_id.loc["vid:1", "status"] == "filtered" and by_id.loc["vid:1", "teacher_label"] == "jump"
+    assert by_id.loc["vid:1", "extract_status"] == "ok"  # each stage's own column stays
+    assert sorted(train["sample_id"]) == ["img:0#0", "t#0"]
+
+
+def test_joint_loss_sums_target_and_web_cross_entropy_and_mixup_mixes_only_target_clips():
+    from omni.train import JointOptions, joint_loss
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x = torch.randn(6, 12)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    dev = torch.device("cpu")
+    logits = model(x)
+    ce = torch.nn.functional.cross_entropy
+    want = ce(logits[:4], y[:4]) + 0.5 * ce(logits[4:], y[4:])
+    got = joint_loss(model, x, y, [4, 2], JointOptions(aux_loss_weight=0.5), 0.0, False, dev)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    x0 = x.clone()
+    joint_loss(model, x, y, [4, 2], JointOptions(mixup_alpha=0.2), 0.0, False, dev)
+    assert torch.equal(x, x0)  # the caller's batch is not changed in place
+    target_only = joint_loss(model, x, y, [6], JointOptions(mixup_alpha=0.2), 0.0, False, dev)
+    assert target_only.item() == pytest.approx(ce(model(x), y).item(), rel=1e-5)  # no web batch: no mixup
+
+
+def test_a_step_budget_overrides_epochs_and_the_schedule_warms_up_then_decays():
+    from omni.config import ModelConfig
+    from omni.train import lr_schedule, total_steps
+
+    assert total_steps(ModelConfig(epochs=3), 5) == 15
+    assert total_steps(ModelConfig(epochs=3, steps=200), 5) == 200
+    f = lr_schedule("cosine", 100, 10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5, abs=0.01) and f(99) < 0.01
+    assert lr_schedule("constant", 100, 10)(80) == 1.0
