@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     env.apply()
     args = _parser().parse_args(argv)
     _setup_logging()
+    from omni.cancel import Cancelled, raise_on_signals
+
+    if argv is None:  # the real command line (tests call main() with arguments and keep their handlers)
+        raise_on_signals()
     from omni.config import ConfigError
     from omni.lists import ListError
     from omni.stages import StageError
@@ -148,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ListError, StageError) as exc:
         print(f"omni: error: {exc}", file=sys.stderr)
         return 2
+    except Cancelled as exc:
+        print(f"omni: {exc}: finished work and checkpoints are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

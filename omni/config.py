@@ -124,6 +124,13 @@ class EvaluateConfig(_Strict):
 
 class Config(_Strict):
     workdir: Path
+
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _workdir_given(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise ValueError("must name a folder (it is empty)")
+        return v
     classes: Path | list[str]
     target: TargetConfig
     sources: list[SourceConfig] = Field(default_factory=list)
@@ -161,19 +168,31 @@ class Config(_Strict):
         return names
 
 
+def _list_index(key: str, part: str, node: list) -> int:
+    try:
+        i = int(part)
+    except ValueError:
+        raise ConfigError(f"--set {key}: {part!r} is not a list index") from None
+    if not -len(node) <= i < len(node):
+        raise ConfigError(f"--set {key}: index {i} is out of range (the list has {len(node)} entries)")
+    return i
+
+
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {key}: not a dotted key such as train.model.lr")
     node = data
     for part in parts[:-1]:
         if isinstance(node, list):
-            node = node[int(part)]
+            node = node[_list_index(key, part, node)]
             continue
         node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             raise ConfigError(f"--set {key}: {part} is not a section")
     last = parts[-1]
     if isinstance(node, list):
-        node[int(last)] = value
+        node[_list_index(key, last, node)] = value
     else:
         node[last] = value
 
@@ -205,20 +224,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    for key, value in parse_overrides(overrides or []):
+    pairs = parse_overrides(overrides or [])
+    for key, value in pairs:
         _set_dotted(data, key, value)
-    return config_from_dict(data, base=path.parent.resolve(), origin=str(path))
+    return config_from_dict(data, base=path.parent.resolve(), origin=str(path), overridden=[k for k, _ in pairs])
 
 
-def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config") -> Config:
+def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config",
+                     overridden: list[str] | None = None) -> Config:
+    """Validate a config mapping; ``overridden`` names the keys that came from ``--set``, so
+    that an error in one of them is blamed on the override, not on the file."""
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
+            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[")))
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
+            from_set = any(loc == k or loc.startswith(k + ".") or k.startswith(loc + ".") for k in overridden or [])
+            lines.append(f"  {'--set ' if from_set else ''}{loc}: {msg}")
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines)) from None
     cfg.workdir = _resolve(cfg.workdir, base)
     if not isinstance(cfg.classes, list):
@@ -227,6 +251,8 @@ def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config") -
     cfg.target.val = _resolve(cfg.target.val, base)
     for src in cfg.sources:
         src.list = _resolve(src.list, base)
+    if cfg.ingest.local_roots is not None:
+        cfg.ingest.local_roots = [_resolve(p, base) for p in cfg.ingest.local_roots]
     for model in (cfg.teacher.image, cfg.teacher.video, cfg.train.model):
         if model.pretrained is not None:
             model.pretrained = _resolve(model.pretrained, base)

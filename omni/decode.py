@@ -24,6 +24,47 @@ class Window:
     end_s: float
 
 
+class WindowPlan(list):
+    """Windows of one video, with ``note`` saying what was cut (duration, window count), if anything."""
+
+    def __init__(self, windows=(), note: str = ""):
+        super().__init__(windows)
+        self.note = note
+
+
+def evenly_spaced(windows: list[Window], k: int) -> list[Window]:
+    """At most ``k`` of ``windows``, spread evenly over them (first and last kept)."""
+    if len(windows) <= k:
+        return list(windows)
+    if k <= 1:
+        return list(windows[:k])
+    step = (len(windows) - 1) / (k - 1)
+    return [windows[round(i * step)] for i in range(k)]
+
+
+def frame_times(path: str | Path, limit_s: float | None = None) -> list[float] | None:
+    """Sorted timestamps (seconds from the first frame) of the video frames that the file really
+    holds, read from packet headers without decoding; ``None`` when they cannot be read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            base = stream.time_base
+            start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+            times = []
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                t = float(packet.pts * base) - start
+                if limit_s is not None and packet.dts is not None and float(packet.dts * base) - start > limit_s + 1.0:
+                    break
+                times.append(t)
+    except Exception:
+        return None
+    return sorted(times) if times else None
+
+
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at ``short_side``, aspect kept, never upscaled."""
     short = min(width, height)
@@ -136,12 +177,18 @@ def load_image(path: str | Path, short_side: int) -> np.ndarray:
     """An image as ``uint8[1, H, W, 3]`` at the short side, using JPEG DCT scaling when it can."""
     from PIL import Image
 
+    from .media import to_rgb, upright
+
     with Image.open(path) as im:
         w, h = im.size
         size = scaled_size(w, h, short_side)
         if im.format == "JPEG":
             im.draft("RGB", size)  # decode at 1/2, 1/4 or 1/8 scale when that is still >= size
-        im = im.convert("RGB")
+        im.load()
+        im, turned = upright(im)  # EXIF orientation, as ingest saw it
+        if turned:
+            size = size[::-1]
+        im = to_rgb(im)
         if im.size != size:
             im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
         return np.asarray(im)[None]

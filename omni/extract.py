@@ -83,7 +83,7 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
                     rows.append({**base, "sample_id": f"{item['item_id']}#{ci}", "clip_index": ci,
                                  "start_s": win.start_s if item["kind"] == "untrimmed" else np.nan,
                                  "end_s": win.end_s if item["kind"] == "untrimmed" else np.nan,
-                                 "status": "ok", "reason": "", **ref})
+                                 "status": "ok", "reason": getattr(windows, "note", ""), **ref})
             except Exception as exc:  # a bad item is recorded, never fatal for the chunk
                 reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
                 rows.append({**base, "sample_id": f"{item['item_id']}#0", "clip_index": 0,
@@ -178,13 +178,20 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
             if progress:
                 progress(done, len(chunks))
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        try:
             futs = [pool.submit(_extract_chunk, cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo]
             for fut in as_completed(futs):
                 fut.result()
                 done += 1
                 if progress:
                     progress(done, len(chunks))
+        except BaseException:  # stop now; finished chunks are kept, a rerun does the rest
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
     samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
     has_shard = samples["shard"].astype(str) != ""

@@ -46,8 +46,13 @@ def _run_jobs(jobs: list, work: Callable, workers: int, total: int, already: int
 
     if progress:
         progress(done[0], total)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         list(pool.map(one, jobs))
+    except BaseException:  # stop now: queued items are dropped, in-flight ones finish and are journaled
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _clear_partial_downloads(tmp: Path) -> None:
@@ -80,7 +85,7 @@ def read_targets(train_list: Path, val_list: Path, class_names: list[str]) -> pd
 
 
 def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetch: FetchOptions,
-                  out_dir: Path, journal_dir: Path, workers: int = 8, progress: Progress | None = None) -> dict:
+                  max_video_pixels: int, out_dir: Path, journal_dir: Path, workers: int = 8, progress: Progress | None = None) -> dict:
     """Check every target clip (read in place); writes ``targets.parquet`` and ``stats.json``."""
     out_dir = Path(out_dir)
     targets = read_targets(train_list, val_list, class_names)
@@ -91,7 +96,7 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
         todo = [r for r in targets.to_dict("records") if journal.get(r["path"], "video") is None]
 
         def work(row) -> int:
-            journal.add(validate_target(fetcher, row["path"], row["split"] == "val"))
+            journal.add(validate_target(fetcher, row["path"], row["split"] == "val", max_video_pixels))
             return 1
 
         _run_jobs(todo, work, workers, len(targets), len(targets) - len(todo), progress)

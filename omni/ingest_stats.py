@@ -6,7 +6,8 @@ from collections import Counter
 import pandas as pd
 
 _REASON_PREFIXES = ("near-duplicate of val item", "same bytes as", "corrupt video", "corrupt image",
-                    "validation error", "truncated video", "truncated download", "refused", "timeout")
+                    "validation error", "truncated video", "truncated download", "refused", "timeout",
+                    "too slow", "too many pixels", "bad list row", "bad response")
 
 
 def reason_group(reason: str) -> str:

@@ -1,14 +1,34 @@
-"""Readers for target lists and crawl lists in the formats users already hold."""
+"""Readers for target lists and crawl lists in the formats users already hold.
+
+A crawl list is untrusted: a row that cannot be used gets a reason (``query_error``) instead
+of failing the list, expansion of MMAction2 untrimmed records is bounded, and a list column
+whose name omni itself uses (``source``, ``kind``, ``item_id``, ``status``, ...) is carried
+under ``list_<name>`` instead of colliding.
+"""
 from __future__ import annotations
 
 import gzip
 import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from .fetch import url_scheme
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".txt", ".lst", ".list")
+MAX_CLIPS_PER_RECORD = 10_000  # an MMAction2 untrimmed record expands to at most this many rows
+MAX_EXPANDED_ROWS = 1_000_000  # and a whole list to at most this many
+MAX_LIST_TEXT_BYTES = 1 << 30  # a compressed list decompresses to at most this much text
+# columns that ingest, extract and the manifests add: a list's own column of that name is renamed
+RESERVED_COLUMNS = {
+    "item_id", "source", "kind", "query_error", "list_file", "list_row", "label", "status", "reason", "sha256",
+    "path", "file_type", "nbytes", "http_status", "tries", "width", "height", "duration_s", "fps", "codec",
+    "thumbs", "leak_of", "leak_similarity", "duplicate_of", "split", "sample_id", "clip_index", "start_s",
+    "end_s", "shard", "offset", "t", "h", "w", "teacher", "teacher_label", "teacher_score", "ingest_status",
+    "ingest_reason", "extract_status", "extract_reason", "filter_status", "filter_reason", "row_error",
+}
 
 
 class ListError(ValueError):
@@ -23,14 +43,19 @@ def _strip_gz(path: Path) -> tuple[str, bool]:
 
 
 def _read_text(path: Path, gz: bool) -> str:
-    raw = path.read_bytes()
-    if gz:
-        raw = gzip.decompress(raw)
+    if not gz:
+        return path.read_bytes().decode("utf-8-sig")
+    with gzip.open(path, "rb") as fh:  # read with a cap: a small .gz can hold a huge text
+        raw = fh.read(MAX_LIST_TEXT_BYTES + 1)
+    if len(raw) > MAX_LIST_TEXT_BYTES:
+        raise ListError(f"{path}: decompresses to more than {MAX_LIST_TEXT_BYTES >> 20} MB")
     return raw.decode("utf-8-sig")
 
 
 def _label_to_name(value, class_names: list[str], where: str) -> str:
     """A label given as a class name or as a 0-based index, returned as the class name."""
+    if isinstance(value, bool):
+        raise ListError(f"{where}: label {value!r} is neither a class name nor an index")
     if isinstance(value, str):
         text = value.strip()
         if text in class_names:
@@ -58,21 +83,26 @@ def _read_table(path: Path, class_names: list[str] | None = None) -> pd.DataFram
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
+        text = _read_text(path, gz)
+        if not text.strip():
+            raise ListError(f"{path}: the list is empty")
         if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(io.StringIO(_read_text(path, gz)), lines=True, dtype=False)
+            return pd.read_json(io.StringIO(text), lines=True, dtype=False)
         if suffix == ".json":
-            data = json.loads(_read_text(path, gz))
+            data = json.loads(text)
             if isinstance(data, dict):
                 data = data.get("items", data.get("data", [data]))
-            if data and all(isinstance(r, dict) and "video_dir" in r for r in data):
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise ListError(f"{path}: a .json list must hold a list of records (objects)")
+            if data and all("video_dir" in r for r in data):
                 return _expand_mmaction_untrimmed(data, path.parent)
             return pd.DataFrame.from_records(data)
         if suffix == ".tsv":
-            return pd.read_csv(io.StringIO(_read_text(path, gz)), sep="\t", dtype=str, keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
         if suffix == ".csv":
-            return pd.read_csv(io.StringIO(_read_text(path, gz)), dtype=str, keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         # plain text: one URL per line, or MMAction2's "path label_index"
-        lines = [ln.strip() for ln in _read_text(path, gz).splitlines()]
+        lines = [ln.strip() for ln in text.splitlines()]
         lines = [ln for ln in lines if ln and not ln.startswith("#")]
         if lines and all(_is_mmaction_line(ln) for ln in lines):
             rows = [ln.rsplit(None, 1) for ln in lines]
@@ -85,11 +115,22 @@ def _read_table(path: Path, class_names: list[str] | None = None) -> pd.DataFram
 
 
 def _expand_mmaction_untrimmed(records: list[dict], base: Path) -> pd.DataFrame:
-    """MMAction2 untrimmed records over pre-cut ``part_{i}.mp4`` files, one row per part."""
+    """MMAction2 untrimmed records over pre-cut ``part_{i}.mp4`` files, one row per part.
+
+    A record that cannot be expanded (no ``video_dir`` or ``label``, a bad or too large
+    ``num_clips``) becomes one row with ``row_error`` saying why."""
     rows = []
     for rec in records:
-        positives = set(rec.get("positive_clip_inds", []))
-        for i in range(int(rec.get("num_clips", 0))):
+        clips, error = _num_clips(rec)
+        if error:
+            rows.append({"url": str(rec.get("video_dir") or ""), "query": rec.get("label", ""),
+                         "video_dir": rec.get("video_dir"), "row_error": error})
+            continue
+        inds = rec.get("positive_clip_inds") or []
+        positives = set(inds) if isinstance(inds, list) else set()
+        if len(rows) + clips > MAX_EXPANDED_ROWS:
+            raise ListError(f"untrimmed records expand to more than {MAX_EXPANDED_ROWS:,} rows")
+        for i in range(clips):
             rows.append({
                 "url": str(Path(rec["video_dir"]) / f"part_{i}.mp4"),
                 "query": rec["label"],
@@ -98,6 +139,21 @@ def _expand_mmaction_untrimmed(records: list[dict], base: Path) -> pd.DataFrame:
                 "listed_positive": i in positives,
             })
     return pd.DataFrame(rows)
+
+
+def _num_clips(rec: dict) -> tuple[int, str]:
+    """A record's clip count, or an error for a record that cannot be expanded."""
+    if not isinstance(rec.get("video_dir"), str) or not rec["video_dir"].strip():
+        return 0, "bad list row: no video_dir"
+    if "label" not in rec:
+        return 0, "bad list row: no label"
+    n = rec.get("num_clips", 0)
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n != int(n) or n < 0:
+        return 0, f"bad list row: num_clips {str(n)[:30]!r} is not a count"
+    if n > MAX_CLIPS_PER_RECORD:
+        shown = f"{n:g}" if isinstance(n, float) else str(n)
+        return 0, f"bad list row: num_clips {shown} > {MAX_CLIPS_PER_RECORD} (limit per record)"
+    return int(n), ""
 
 
 def list_files(path: Path) -> list[Path]:
@@ -117,11 +173,32 @@ def list_files(path: Path) -> list[Path]:
 
 
 def _resolve_local(url: str, base: Path) -> str:
-    """Plain relative paths are taken relative to the list's folder; URLs are kept."""
-    if "://" in url:
+    """Plain relative paths are taken relative to the list's folder; URLs (any ``scheme:``,
+    ``data:`` and ``javascript:`` included) and empty values are kept as they are."""
+    if not url or url_scheme(url):
         return url
     p = Path(url).expanduser()
     return str(p if p.is_absolute() else (base / p))
+
+
+def _cell_text(value) -> str:
+    """A list cell as text: missing values (None, NaN) are empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def _rename_reserved(df: pd.DataFrame) -> pd.DataFrame:
+    """A list column named like one of omni's own (or ``url``/``query`` when other columns play
+    those parts) is carried as ``list_<name>`` (``list_list_<name>`` if that is taken too)."""
+    renames = {}
+    for col in df.columns:
+        if col in RESERVED_COLUMNS | {"url", "query"} and col != "row_error":
+            new = f"list_{col}"
+            while new in df.columns or new in renames.values():
+                new = f"list_{new}"
+            renames[col] = new
+    return df.rename(columns=renames)
 
 
 def read_crawl_list(
@@ -139,31 +216,34 @@ def read_crawl_list(
     frames = []
     for file in list_files(Path(path)):
         df = _read_table(file, class_names)
-        if url_column not in df.columns:
-            if df.shape[1] == 1 and df.columns[0] == "url":
-                pass
-            else:
-                raise ListError(f"{file}: no {url_column!r} column (columns: {list(df.columns)})")
-        df = df.rename(columns={url_column: "url"})
-        if query_column in df.columns and query_column != "query":
-            df = df.rename(columns={query_column: "query"})
+        if df.empty:  # a header, comments or [] only: no rows to check
+            continue
+        df.columns = [str(c) for c in df.columns]
+        url_col = url_column if url_column in df.columns else "url"  # plain text lists: one "url" column
+        if url_col not in df.columns or (url_col != url_column and df.shape[1] != 1):
+            raise ListError(f"{file}: no {url_column!r} column (columns: {list(df.columns)[:20]})")
+        if query_column not in df.columns and default_query is None:
+            raise ListError(f"{file}: no {query_column!r} column and no `query` set for this source")
+        df = _rename_reserved(df.rename(columns={url_col: "\0url", query_column: "\0query"}))
+        df = df.rename(columns={"\0url": "url", "\0query": "query"})
         if "query" not in df.columns:
-            if default_query is None:
-                raise ListError(f"{file}: no {query_column!r} column and no `query` set for this source")
             df["query"] = default_query
         df["list_file"] = str(file)
         df["list_row"] = range(len(df))
-        df["url"] = [_resolve_local(str(u).strip(), file.parent) for u in df["url"]]
+        df["url"] = [_resolve_local(_cell_text(u), file.parent) for u in df["url"]]
         frames.append(df)
+    if not frames:
+        raise ListError(f"{path}: the list has no rows")
     df = pd.concat(frames, ignore_index=True)
+    row_errors = df.pop("row_error").fillna("").tolist() if "row_error" in df.columns else [""] * len(df)
     names, errors = [], []
-    for i, q in enumerate(df["query"].tolist()):
+    for i, (q, row_error) in enumerate(zip(df["query"].tolist(), row_errors)):
         try:
             names.append(_label_to_name(q, class_names, f"row {i}"))
-            errors.append("")
+            errors.append(row_error)
         except ListError as exc:
-            names.append(str(q))
-            errors.append(f"unknown query class: {exc}")
+            names.append(_cell_text(q))
+            errors.append(row_error or f"unknown query class: {exc}")
     df["query"] = names
     df["query_error"] = errors
     return df

@@ -1,15 +1,22 @@
 """Know what a file is from its bytes, and check that it decodes as what it claims."""
 from __future__ import annotations
 
+import math
+import mmap
+import os
+import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_TYPES = {"jpeg", "png", "gif", "webp", "bmp", "tiff"}
+IMAGE_TYPES = {"jpeg", "png", "gif", "webp", "bmp", "tiff", "avif"}
 VIDEO_TYPES = {"mp4", "mov", "avi", "webm", "mkv", "flv", "mpeg-ts", "mpeg-ps", "3gp", "ogg"}
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
-              "mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv", "flv": ".flv",
-              "mpeg-ts": ".ts", "mpeg-ps": ".mpg", "3gp": ".3gp", "ogg": ".ogv"}
+              "avif": ".avif", "mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv",
+              "flv": ".flv", "mpeg-ts": ".ts", "mpeg-ps": ".mpg", "3gp": ".3gp", "ogg": ".ogv"}
+DEFAULT_MAX_VIDEO_PIXELS = 7680 * 4320  # 8K UHD frames
+MAX_HEAD_FRAMES = 1000  # frames decoded from the start of a short video before checking its end instead
 
 
 class MediaError(ValueError):
@@ -40,7 +47,9 @@ def sniff_type(head: bytes) -> str:
             return "mov"
         if brand.startswith(b"3g"):
             return "3gp"
-        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+        if brand in (b"avif", b"avis"):
+            return "avif"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
             return "heif"
         return "mp4"
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
@@ -72,8 +81,14 @@ def sniff_type(head: bytes) -> str:
 
 
 def sniff_file(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return sniff_type(fh.read(1024))
+    """The type of a regular file from its first bytes (a FIFO or device is refused, never opened blocking)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MediaError("not a regular file")
+        return sniff_type(os.read(fd, 1024))
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -101,10 +116,12 @@ def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_
     (every block is still entropy-decoded, so corruption is still caught), which is how one
     decode serves validation, thumbnails and resizing.
     """
-    from PIL import Image
+    from PIL import Image, features
 
     if file_type not in IMAGE_TYPES:
         raise MediaError(f"not an image: {file_type}")
+    if file_type == "avif" and not features.check("avif"):
+        raise MediaError("unsupported image type: avif (this Pillow has no AVIF decoder)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -113,24 +130,130 @@ def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_
             if w * h > max_pixels:
                 im.close()
                 raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
+            if im.format == "JPEG":
+                shortfall = jpeg_data_shortfall(path)
+                if shortfall:
+                    im.close()
+                    raise MediaError(shortfall)
             if decode_short_side and im.format == "JPEG":
                 scale = decode_short_side / min(w, h)
                 im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
             im.load()
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            im, turned = upright(im)
+            if turned:
+                w, h = h, w
+            rgb = to_rgb(im)
     except MediaError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise MediaError(f"too many pixels: {exc}") from None
+    except Image.DecompressionBombError as exc:  # raised by open() itself past twice Pillow's own limit
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        raise MediaError(f"too many pixels: {count.group(1)} > {max_pixels}" if count else
+                         f"too many pixels: {str(exc)[:80]}") from None
     except Exception as exc:
         raise MediaError(f"corrupt image: {type(exc).__name__}: {str(exc)[:80]}") from None
     return ImageInfo(file_type, w, h), rgb
 
 
-def check_video(path: str | Path, file_type: str) -> VideoInfo:
+def upright(im):
+    """The image turned as its EXIF orientation says, and whether width and height swapped."""
+    from PIL import ImageOps
+
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+        turned = ImageOps.exif_transpose(im)
+    except Exception:  # unreadable EXIF: keep the pixels as stored
+        return im, False
+    return turned, orientation in (5, 6, 7, 8)
+
+
+def to_rgb(im):
+    """An RGB image from any mode; 16- and 32-bit grey is scaled to 8 bits (convert() would clip it to white)."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        import numpy as np
+
+        grey = np.asarray(im).astype(np.int64)
+        if im.mode.startswith("I;16") or grey.max(initial=0) > 255:
+            grey = grey >> 8
+        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # a marker: not a stuffed byte, not a restart
+
+
+def jpeg_data_shortfall(path: str | Path) -> str:
+    """A reason when a JPEG's entropy-coded data is too short for the size its header claims.
+
+    Whatever the Huffman tables, every 8x8 block costs at least two bits in a sequential
+    scan (a DC and an AC code) and one bit in a progressive first DC scan, so a header that
+    claims more pixels than the data holds is caught without decoding (libjpeg would fill the
+    rest with grey and say nothing). Other JPEG kinds (arithmetic, lossless) are not checked."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        frame, have, need_bits = None, 0, 0
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return ""
+            marker = data[pos + 1]
+            if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+                pos += 1 if marker == 0xFF else 2
+                continue
+            if marker == 0xD9:
+                break
+            end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+            segment = bytes(data[pos + 4:end])
+            if marker in (0xC0, 0xC1, 0xC2):
+                frame = _jpeg_frame(segment, progressive=marker == 0xC2)
+            elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return ""
+            pos = end
+            if marker == 0xDA and frame:
+                found = _JPEG_SCAN_END.search(data, pos)
+                scan_end = found.start() if found else len(data)
+                have += scan_end - pos
+                need_bits += _jpeg_scan_min_bits(segment, frame)
+                pos = scan_end
+    if frame is None or have * 8 >= need_bits:
+        return ""
+    return (f"corrupt image: jpeg data too short for {frame['width']}x{frame['height']} "
+            f"({have} of at least {need_bits // 8} bytes)")
+
+
+def _jpeg_frame(segment: bytes, progressive: bool) -> dict | None:
+    if len(segment) < 6:
+        return None
+    height, width, n = int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big"), segment[5]
+    comps = {segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15)
+             for i in range(n) if 8 + 3 * i <= len(segment)}
+    if not (height and width and comps) or min(min(hv) for hv in comps.values()) == 0:
+        return None
+    hmax, vmax = max(hv[0] for hv in comps.values()), max(hv[1] for hv in comps.values())
+    blocks = {cid: math.ceil(math.ceil(width * hh / hmax) / 8) * math.ceil(math.ceil(height * vv / vmax) / 8)
+              for cid, (hh, vv) in comps.items()}
+    return {"width": width, "height": height, "blocks": blocks, "progressive": progressive}
+
+
+def _jpeg_scan_min_bits(segment: bytes, frame: dict) -> int:
+    n = segment[0] if segment else 0
+    if len(segment) < 4 + 2 * n:
+        return 0
+    blocks = sum(frame["blocks"].get(segment[1 + 2 * i], 0) for i in range(n))
+    if not frame["progressive"]:
+        return 2 * blocks
+    ss, ah = segment[1 + 2 * n], segment[3 + 2 * n] >> 4
+    return blocks if ss == 0 and ah == 0 else 0
+
+
+def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> VideoInfo:
     """Probe a video (stream present, duration, fps, size) and decode its start and end.
 
-    A file whose frames stop well before its declared duration is ``truncated video``.
+    A file whose frames stop well before its declared duration is ``truncated video``; frames
+    larger than ``max_pixels`` are refused before any is decoded (and checked again on the
+    first decoded frame, should the header lie).
     """
     import av
 
@@ -141,6 +264,7 @@ def check_video(path: str | Path, file_type: str) -> VideoInfo:
             if not container.streams.video:
                 raise MediaError("no video stream")
             stream = container.streams.video[0]
+            _check_frame_size(stream.codec_context.width, stream.codec_context.height, max_pixels)
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
             duration = _duration_s(container, stream)
             if stream.frames and fps:  # a header's frame count outlives truncation (AVI)
@@ -148,17 +272,20 @@ def check_video(path: str | Path, file_type: str) -> VideoInfo:
             start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
             first = None
             last_t = None
+            count = 0
             for frame in container.decode(stream):
                 if first is None:
                     first = frame
+                    _check_frame_size(frame.width, frame.height, max_pixels)
                 if frame.time is not None:
                     last_t = frame.time - start
-                if duration > 4.0:
+                count += 1
+                if duration > 4.0 or count >= MAX_HEAD_FRAMES:
                     break
             if first is None:
                 raise MediaError("truncated video: no frame decodes")
             w, h = first.width, first.height
-            if duration > 4.0:
+            if duration > 4.0 or count >= MAX_HEAD_FRAMES:
                 last_t = _tail_time(container, stream, start, duration)
     except MediaError:
         raise
@@ -171,6 +298,11 @@ def check_video(path: str | Path, file_type: str) -> VideoInfo:
     if last_t is None or last_t + frame_s < duration - max(0.5, 3 * frame_s):
         raise MediaError(f"truncated video: frames stop at {last_t or 0:.1f}s of {duration:.1f}s")
     return VideoInfo(file_type, w, h, duration, fps, stream.codec_context.name)
+
+
+def _check_frame_size(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise MediaError(f"too many pixels: {width}x{height} video frames > {max_pixels}")
 
 
 def _box_truncation(path: str | Path) -> str:

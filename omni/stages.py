@@ -59,7 +59,7 @@ RUNTIME_ONLY = frozenset({
 # ingest settings that only web items use (target clips are checked in place, never leak-checked)
 _WEB_ONLY_INGEST = frozenset({"leak_threshold", "leak_check", "image_short_side", "max_image_pixels"})
 # extract settings that only untrimmed videos use, and the few that images use
-_UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot_threshold", "max_duration_s",
+_UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot_threshold",
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items"})
 # joint-training settings that only matter when web data joins the target
@@ -153,7 +153,10 @@ def unit_settings(cfg: Config, unit: str) -> dict:
             return {"classes": names, "ingest": _section(cfg.ingest, _WEB_ONLY_INGEST, "ingest")}
         s = _source(cfg, part)
         return {"classes": names, "ingest": _section(cfg.ingest, prefix="ingest"),
-                "source": s.model_dump(mode="json", exclude={"name", "list"})}
+                "source": s.model_dump(mode="json", exclude={"name", "list"}),
+                # relative URLs resolve against the list's folder, and local files are read only
+                # under the allowed roots: both are part of what a list means
+                "list_folder": str(Path(s.list).parent), "local_roots": list(local_roots(cfg, part))}
     if stage == "extract":
         if part == "target":
             return {"extract": _section(cfg.extract, _UNTRIMMED_ONLY_EXTRACT, "extract")}
@@ -181,6 +184,15 @@ def unit_settings(cfg: Config, unit: str) -> dict:
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
     raise StageError(f"unknown unit {unit!r}")
+
+
+def local_roots(cfg: Config, source: str) -> tuple[str, ...]:
+    """Folders a crawl list's local paths may be read under: ``ingest.local_roots``, else the
+    list's own folder and the target lists' folders."""
+    from .fetch import local_roots_for
+
+    src = _source(cfg, source)
+    return local_roots_for(cfg.ingest.local_roots, [src.list, cfg.target.train, cfg.target.val])
 
 
 def runtime_settings(cfg: Config) -> dict:
@@ -270,11 +282,14 @@ class Keys:
         return cache.stage_key(unit, VERSIONS[stage], unit_settings(self.cfg, unit), inputs)
 
     def fetch(self, unit: str) -> str:
-        """The downloads journal's key: fetch settings only, so list edits reuse downloads."""
-        ing = _section(self.cfg.ingest, _WEB_ONLY_INGEST | {"leak_threshold", "leak_check"}, "ingest")
-        if not unit.endswith("/target"):
+        """The downloads journal's key: fetch and validation settings only, so list edits reuse
+        downloads (a list moved to another folder, with other allowed roots, does not)."""
+        ing = _section(self.cfg.ingest, _WEB_ONLY_INGEST, "ingest")
+        part = unit.split("/", 1)[1]
+        if part != "target":
             ing.update(max_image_pixels=self.cfg.ingest.max_image_pixels,
-                       image_short_side=self.cfg.ingest.image_short_side)
+                       image_short_side=self.cfg.ingest.image_short_side,
+                       local_roots=list(local_roots(self.cfg, part)))
         return cache.stage_key("fetch", FETCH_VERSION, ing, {})
 
 
@@ -390,12 +405,13 @@ def summarise(info: dict) -> str:
 
 # ---------------------------------------------------------------- the bodies
 
-def _fetch_options(ingest: dict, runtime: dict):
+def _fetch_options(ingest: dict, runtime: dict, roots: list[str] | None):
     from .fetch import FetchOptions
 
     names = {f.name for f in dataclasses.fields(FetchOptions)}
     opts = {k: v for k, v in ingest.items() if k in names}
     opts["per_host"] = runtime["ingest.per_host"]
+    opts["local_roots"] = tuple(roots) if roots is not None else None
     return FetchOptions(**opts)
 
 
@@ -405,14 +421,15 @@ def _ingest(u: Unit) -> dict:
 
     s, ing = u.settings, u.settings["ingest"]
     journal = u.dir / "journal" / u.keys.fetch(u.name)
-    fetch = _fetch_options(ing, u.runtime)
+    # the target lists are the user's own: their clips are read wherever they are (never special files)
+    fetch = _fetch_options(ing, u.runtime, s.get("local_roots"))
     if u.part == "target":
-        return ingest_target(u.cfg.target.train, u.cfg.target.val, s["classes"], fetch, u.dir, journal,
-                             workers=u.runtime["ingest.workers"], progress=u.progress)
+        return ingest_target(u.cfg.target.train, u.cfg.target.val, s["classes"], fetch, ing["max_video_pixels"],
+                             u.dir, journal, workers=u.runtime["ingest.workers"], progress=u.progress)
     src = s["source"]
     return ingest_source(u.part, src["kind"], _source(u.cfg, u.part).list, src["url_column"], src["query_column"],
                          src["query"], s["classes"], fetch,
-                         ValidateOptions(ing["max_image_pixels"], ing["image_short_side"]),
+                         ValidateOptions(ing["max_image_pixels"], ing["image_short_side"], ing["max_video_pixels"]),
                          ing["leak_check"], ing["leak_threshold"], u.input("ingest/target") / "targets.parquet",
                          u.dir, journal, downloads_dir(u.cfg), workers=u.runtime["ingest.workers"],
                          progress=u.progress)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from .atomic import torch_save_atomic
+from .cancel import Cancelled
 from .config import ModelConfig
 from .data import ClipDataset, resampling_weights
 from .models import build_model
@@ -50,10 +51,6 @@ class RunOptions:
     device: str = "auto"
     checkpoint_every_steps: int = 50
     loader_workers: int = 0
-
-
-class Cancelled(Exception):
-    """Training stopped on request after writing its checkpoint."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -235,15 +232,20 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
                      loss, sched.get_last_lr()[0], state.seen / max(el, 1e-9),
                      (total - state.step) * el / max(1, state.step - resumed_from))
         if should_stop and should_stop():
-            checkpoint()
-            raise Cancelled(f"{out_dir.name}: stopped at step {state.step}/{total}; checkpoint kept")
+            raise Cancelled(f"{out_dir.name}: stopped at step {state.step}/{total}")
 
     epoch = state.step // max(1, steps_per_epoch)
-    while state.step < total:
-        target.epoch = epoch
-        train_one_epoch(model, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp, dev,
-                        on_step)
-        epoch += 1
+    try:
+        while state.step < total:
+            target.epoch = epoch
+            train_one_epoch(model, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp,
+                            dev, on_step)
+            epoch += 1
+    except BaseException:  # a stop request or a crash: keep what was learned so far
+        if state.step > resumed_from:
+            checkpoint()
+            log.info("%s: checkpoint kept at step %d/%d", out_dir.name, state.step, total)
+        raise
     elapsed = time.time() - started
     torch_save_atomic({"model": model.state_dict(), "config": mcfg.model_dump(mode="json"),
                        "num_classes": num_classes, "class_names": list(class_names)}, out_dir / "model.pt")

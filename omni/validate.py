@@ -23,6 +23,7 @@ THUMB_SIDE = 48
 class ValidateOptions:
     max_image_pixels: int = 50_000_000
     image_short_side: int | None = None
+    max_video_pixels: int = 7680 * 4320
 
 
 def video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
@@ -69,7 +70,7 @@ def fetch_and_validate(fetcher: Fetcher, url: str, kind: str, blobs: Path, opts:
         else:
             if ftype in IMAGE_TYPES:
                 raise MediaError(f"not a video: {ftype} image")
-            info = check_video(got.path, ftype)
+            info = check_video(got.path, ftype, max_pixels=opts.max_video_pixels)
             thumbs = video_thumbs(got.path, info.duration_s)
         rec.update(_media_facts(info))
         rec["thumbs"] = leak.encode(thumbs)
@@ -87,7 +88,7 @@ def fetch_and_validate(fetcher: Fetcher, url: str, kind: str, blobs: Path, opts:
     return rec
 
 
-def validate_target(fetcher: Fetcher, path: str, val: bool) -> dict:
+def validate_target(fetcher: Fetcher, path: str, val: bool, max_video_pixels: int = 7680 * 4320) -> dict:
     """Check one target clip in place (read only); val clips also get leak thumbnails."""
     rec: dict = {"url": path, "kind": "video", "status": "ok", "reason": ""}
     got = fetcher.fetch(path)
@@ -96,11 +97,12 @@ def validate_target(fetcher: Fetcher, path: str, val: bool) -> dict:
         rec.update(status="failed", reason=got.reason)
         return rec
     try:
-        ftype = sniff_file(path)
-        info = check_video(path, ftype)
-        rec.update(_media_facts(info), file_type=ftype, path=path)
+        checked = got.path  # the resolved path the fetcher checked
+        ftype = sniff_file(checked)
+        info = check_video(checked, ftype, max_pixels=max_video_pixels)
+        rec.update(_media_facts(info), file_type=ftype, path=checked)
         if val:
-            rec["thumbs"] = leak.encode(video_thumbs(path, info.duration_s, n=8))
+            rec["thumbs"] = leak.encode(video_thumbs(checked, info.duration_s, n=8))
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))
     except Exception as exc:

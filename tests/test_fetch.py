@@ -137,7 +137,7 @@ def test_local_files_are_read_in_place(tmp_path):
     assert fetcher(tmp_path).fetch("file://" + str(src)).ok
     assert src.read_bytes() == b"abc"
     assert fetcher(tmp_path).fetch(str(tmp_path / "missing")).reason == "file not found"
-    assert fetcher(tmp_path).fetch("ftp://host/x").reason == "unsupported url scheme: ftp"
+    assert fetcher(tmp_path).fetch("ftp://host/x").reason == "unsupported URL scheme: ftp"
 
 
 def test_refused_connection_is_named(tmp_path):

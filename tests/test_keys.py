@@ -36,7 +36,7 @@ READERS = {
     "extract.short_side": ALL_EXTRACT, "extract.shard_items": ALL_EXTRACT,
     "extract.frames_per_clip": CLIP_EXTRACT, "extract.backend": CLIP_EXTRACT,
     "extract.window_s": ["extract/un"], "extract.stride_s": ["extract/un"], "extract.shot_split": ["extract/un"],
-    "extract.shot_threshold": ["extract/un"], "extract.max_duration_s": ["extract/un"],
+    "extract.shot_threshold": ["extract/un"], "extract.max_duration_s": CLIP_EXTRACT,
     "extract.max_windows_per_video": ["extract/un"],
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
     "filter.*": ["filter"],

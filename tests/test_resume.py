@@ -126,3 +126,31 @@ def test_kill_during_training_resumes_from_the_checkpoint(tmp_path, tiny_world):
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     info = json.loads((cfg.workdir / "train" / "omnisource" / "_done.json").read_text())
     assert 0 < info["resumed_from_step"] < info["steps"]
+
+
+def test_sigterm_during_training_stops_within_seconds_keeps_the_checkpoint_and_resumes(tmp_path, tiny_world):
+    cfg_path = write_config(tmp_path, tiny_world)
+    sets = ["--set", "train.model.steps=400", "--set", "train.checkpoint_every_steps=100000",
+            "--set", "train.baseline=false", "--set", "train.amp=false"]
+    for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
+        p = _omni(stage, str(cfg_path), "--no-prefect", *sets)
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    cfg = load_config(cfg_path)
+    run_dir = cfg.workdir / "train" / "omnisource"
+    p = subprocess.Popen([sys.executable, "-m", "omni", "train", str(cfg_path), "--no-prefect", *sets], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in p.stderr:  # wait until a few training steps are logged (steps, not seconds)
+        lines.append(line)
+        if "omnisource step" in line and int(line.split("step ")[1].split("/")[0]) >= 80:
+            break
+    p.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    rc = p.wait(timeout=30)
+    assert time.time() - t0 < 10 and rc == 143
+    assert "run the same command again to resume" in p.stderr.read()
+    assert (run_dir / "checkpoint.pth").exists() and not (run_dir / "_done.json").exists()
+    p = _omni("train", str(cfg_path), "--no-prefect", *sets[:2], *sets[4:])
+    assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-2000:]
+    info = json.loads((run_dir / "_done.json").read_text())
+    assert info["resumed_from_step"] >= 80
