@@ -509,8 +509,29 @@ def _filter(u: Unit) -> dict:
     scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
     out = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
     write_parquet_atomic(out, u.dir / "filtered.parquet")
+    sheets = _inspect_filter(u, scores.merge(out, on="sample_id"))
     return {"kept": int((out["filter_status"] == "kept").sum()),
-            "filtered": int((out["filter_status"] == "filtered").sum())}
+            "filtered": int((out["filter_status"] == "filtered").sum()), "contact_sheets": sheets}
+
+
+def _inspect_filter(u: Unit, judged: pd.DataFrame) -> list[str]:
+    """Per-class counts and one contact sheet per source (``filter/contact-<source>.png``)."""
+    from .contact_sheet import contact_sheet, filter_summary
+
+    write_json_atomic(u.dir / "summary.json", filter_summary(judged, u.settings["classes"]))
+    sheets = []
+    for s in u.cfg.sources:
+        samples = pd.read_parquet(u.input(f"extract/{s.name}") / "samples.parquet")
+        rows = judged[judged["source"] == s.name].merge(
+            samples[["sample_id", "shard", "offset", "t", "h", "w"]], on="sample_id")
+        try:
+            png = contact_sheet(rows, u.workdir, u.settings["classes"], u.dir / f"contact-{s.name}.png")
+        except Exception as exc:  # a picture must never fail the stage
+            log.warning("filter: no contact sheet for %s: %s", s.name, exc)
+            continue
+        if png:
+            sheets.append(png.name)
+    return sheets
 
 
 def _manifest(u: Unit) -> dict:

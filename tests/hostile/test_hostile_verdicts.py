@@ -1,0 +1,52 @@
+"""The downloads journal may reuse downloads, never stale verdicts: verdicts that depend on the
+class list or the crawl list are judged again on every run."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from omni import stages
+from omni.config import load_config
+
+
+def _world(tmp_path: Path) -> Path:
+    from omni.demo.world import write_jpeg, write_video
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "t").mkdir()
+    for name in ("a0", "b0"):
+        write_video(tmp_path / "t" / f"{name}.mp4", rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8), 8)
+    (tmp_path / "t" / "train.csv").write_text("path,label\na0.mp4,a\nb0.mp4,b\n")
+    (tmp_path / "crawl").mkdir()
+    for i in range(2):
+        write_jpeg(tmp_path / "crawl" / f"img{i}.jpg", rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), 90)
+    return tmp_path
+
+
+def _run_ingest(tmp_path: Path, classes: list[str], rows: list[tuple[str, str]]):
+    pd.DataFrame(rows, columns=["url", "query"]).to_csv(tmp_path / "crawl" / "images.csv", index=False)
+    cfg = {"workdir": str(tmp_path / "work"), "classes": classes,
+           "target": {"train": "t/train.csv", "val": "t/train.csv"},
+           "sources": [{"name": "imgs", "kind": "image", "list": "crawl/images.csv"}],
+           "ingest": {"leak_check": False}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = stages.run_stage(load_config(tmp_path / "c.yaml"), "ingest")
+    items = pd.read_parquet(tmp_path / "work" / "ingest" / "imgs" / "items.parquet")
+    return res, items.set_index("url")
+
+
+def test_an_unknown_class_heals_when_the_class_list_is_fixed_and_an_edited_query_is_judged_again(tmp_path):
+    w = _world(tmp_path)
+    rows = [("img0.jpg", "a"), ("img1.jpg", "c")]
+    _, items = _run_ingest(w, ["a", "b"], rows)
+    img1 = str(w / "crawl" / "img1.jpg")
+    assert items.loc[img1, "status"] == "failed" and items.loc[img1, "reason"].startswith("unknown query class")
+
+    res, items = _run_ingest(w, ["a", "b", "c"], rows)  # the class list fixed
+    assert (items.loc[img1, "status"], items.loc[img1, "label"]) == ("ok", 2)
+
+    _, items = _run_ingest(w, ["a", "b", "c"], [("img0.jpg", "zzz"), ("img1.jpg", "c")])  # a query edited
+    img0 = str(w / "crawl" / "img0.jpg")
+    assert items.loc[img0, "status"] == "failed" and items.loc[img0, "label"] == -1
+    assert items.loc[img0, "reason"].startswith("unknown query class")
