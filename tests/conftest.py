@@ -21,6 +21,24 @@ def realdata() -> Path:
 
 
 @pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """Generated media for decode tests that need no particular real file: a 320x240 JPEG, a
+    2 s H.264 MP4 and a 2 s MPEG-4 AVI (textured, so truncation and decoding are real)."""
+    import numpy as np
+
+    from omni.demo.world import write_jpeg, write_video
+
+    root = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (50, 120, 160, 3), dtype=np.uint8)
+    write_video(root / "test.mp4", frames, 25)
+    write_video(root / "test.avi", frames, 25, codec="mpeg4")
+    still = np.kron(rng.integers(0, 255, (24, 32, 3)), np.ones((10, 10, 1))).astype(np.uint8)
+    write_jpeg(root / "test.jpg", still, 90)
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Path:
     from omni.demo.world import generate_world, tiny_spec
 

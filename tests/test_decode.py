@@ -48,6 +48,6 @@ def test_sampled_frames_are_the_right_ones(tmp_path):
     assert np.allclose(got.mean(axis=(1, 2, 3)), expect, atol=3)
 
 
-def test_images_load_at_the_short_side(realdata):
-    img = load_image(realdata / "test.jpg", 60)
+def test_images_load_at_the_short_side(media):
+    img = load_image(media / "test.jpg", 60)
     assert img.shape == (1, 60, 80, 3)
