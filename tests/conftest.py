@@ -1,10 +1,13 @@
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 _HOME = tempfile.mkdtemp(prefix="omni-prefect-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # tests remove what they make
 os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
