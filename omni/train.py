@@ -164,7 +164,7 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
         sched.step()
         state.step += 1
         state.seen += len(y)
-        state.losses.append(float(loss.detach()))
+        state.losses.append(loss.detach())  # kept on the device: no sync per step
         on_step()
 
 
@@ -226,7 +226,8 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             checkpoint()
         if state.step % log_every == 0 or state.step == total:
             el = time.time() - started
-            loss = float(np.mean(state.losses[-log_every:]))
+            loss = float(torch.stack(state.losses[-log_every:]).mean())
+            del state.losses[:-max(log_every, steps_per_epoch)]  # bounded memory
             curve.append({"step": state.step, "loss": round(loss, 4), "lr": sched.get_last_lr()[0]})
             log.info("%s step %d/%d loss %.3f lr %.4f  %.1f clips/s  eta %.0fs", out_dir.name, state.step, total,
                      loss, sched.get_last_lr()[0], state.seen / max(el, 1e-9),
@@ -251,7 +252,8 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
                        "num_classes": num_classes, "class_names": list(class_names)}, out_dir / "model.pt")
     return {"steps": total, "resumed_from_step": resumed_from, "clips_seen": state.seen,
             "clips_per_s": round(state.seen / elapsed, 1) if elapsed > 0 and state.seen else None,
-            "final_loss": round(float(np.mean(state.losses[-max(1, steps_per_epoch):])), 4) if state.losses else None,
+            "final_loss": (round(float(torch.stack(state.losses[-max(1, steps_per_epoch):]).mean()), 4)
+                           if state.losses else None),
             "device": str(dev), "autocast_bf16": use_amp, "elapsed_s": round(elapsed, 1), "curve": curve}
 
 
