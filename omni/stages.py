@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,7 +454,8 @@ def _extract(u: Unit) -> dict:
             stride_s = ecfg.stride_s or window_s
         work = source_work(items, window_s, stride_s)
         info = {"window_s": window_s, "stride_s": stride_s} if window_s else {}
-    return {**extract_items(work, u.dir, prefix, ecfg, workers=u.runtime["extract.workers"], progress=u.progress),
+    workers = min(u.runtime["extract.workers"], usable_cores())  # decode processes never exceed the cores
+    return {**extract_items(work, u.dir, prefix, ecfg, workers=workers, progress=u.progress),
             **info}
 
 
@@ -469,11 +471,23 @@ def _run_options(u: Unit):
                       loader_workers=u.runtime["train.loader_workers"])
 
 
-def _threads(u: Unit) -> None:
-    if u.runtime["train.threads"]:
-        import torch
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-        torch.set_num_threads(u.runtime["train.threads"])
+
+def compute_threads(runtime: dict) -> int:
+    """One budget for a run's cores: ``train.threads`` when set, else the cores this process may
+    use less one per DataLoader worker process (each loads on one thread)."""
+    return runtime["train.threads"] or max(1, usable_cores() - runtime["train.loader_workers"])
+
+
+def _threads(u: Unit) -> None:
+    import torch
+
+    torch.set_num_threads(compute_threads(u.runtime))
 
 
 def _teacher(u: Unit) -> dict:
