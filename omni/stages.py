@@ -349,11 +349,46 @@ class Unit:
         return require(self.cfg, self.keys, unit)
 
 
+class workdir_lock:
+    """Held while a unit runs: one workdir is never worked on by two omni processes at once."""
+
+    def __init__(self, cfg: Config):
+        self.path = Path(cfg.workdir) / ".omni-lock"
+        self.fh = None
+
+    def __enter__(self) -> "workdir_lock":
+        import fcntl
+
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise StageError(f"workdir {self.path.parent} is in use by another omni run ({holder}): wait for it "
+                             f"to finish or use another workdir") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()  # closing releases the lock
+
+
 def run_unit(cfg: Config, unit: str, keys: Keys | None = None, progress: Progress | None = None,
              should_stop: Callable[[], bool] | None = None) -> StageResult:
     """Run one unit unless its key is already done; returns what it did."""
     keys = keys or Keys(cfg)
     claim_workdir(cfg)
+    with workdir_lock(cfg):
+        return _run_unit(cfg, unit, keys, progress, should_stop)
+
+
+def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
+              should_stop: Callable[[], bool] | None) -> StageResult:
     stage, _, part = unit.partition("/")
     d = stage_dir(cfg, unit)
     key = keys[unit]

@@ -78,3 +78,16 @@ def test_a_source_named_target_is_refused(tmp_path):
     cfg.write_text(cfg.read_text().replace("sources: []", "sources: [{name: target, kind: image, list: t.csv}]"))
     p = _omni("run", str(cfg))
     assert p.returncode == 2 and "'target' is reserved" in p.stderr
+
+
+def test_two_runs_never_work_in_one_workdir_at_once(tmp_path):
+    work = tmp_path / "work"
+    (tmp_path / "t.csv").write_text("path,label\na.mp4,a\n")
+    cfg = config_from_dict({"workdir": str(work), "classes": ["a"],
+                            "target": {"train": str(tmp_path / "t.csv"), "val": str(tmp_path / "t.csv")}},
+                           base=tmp_path)
+    stages.claim_workdir(cfg)
+    with stages.workdir_lock(cfg):  # another run holds the workdir
+        with pytest.raises(stages.StageError, match="in use by another omni run"):
+            stages.run_unit(cfg, "ingest/target")
+    assert stages.run_unit(cfg, "ingest/target").stage == "ingest/target"  # free again
