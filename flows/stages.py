@@ -6,6 +6,7 @@ tag concurrency limit (``prefect concurrency-limit create gpu 1``) keeps two of 
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from flows import env
@@ -15,10 +16,15 @@ env.apply()
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_progress_artifact, update_progress_artifact  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
+from prefect.states import Completed  # noqa: E402
 
 from omni import stages  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.progress import TextProgress  # noqa: E402
+
+# Prefect ships the library's records to the UI (PREFECT_LOGGING_EXTRA_LOGGERS=omni) but leaves
+# the logger at the root's WARNING level: let its progress lines (loss, ETA, counts) through.
+logging.getLogger("omni").setLevel(logging.INFO)
 
 
 class ArtifactProgress:
@@ -61,6 +67,8 @@ def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> s
     cfg = load_config(config_path, overrides or [])
     res = stages.run_unit(cfg, unit, progress=ArtifactProgress(unit))
     get_run_logger().info("%s: %s (%s)", unit, "cache hit" if res.cached else "done", res.key[:12])
+    if res.cached:  # shown as "Cached" in the UI, not as a 1-second "Completed"
+        return Completed(name="Cached", message=f"cache hit ({res.key[:12]})", data=res)
     return res
 
 
