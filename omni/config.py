@@ -68,24 +68,28 @@ class ExtractConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """One model and its training recipe. The defaults were measured on the world zoo
+    (benchmarks/learning_quality.py): a step budget rather than epochs of a tiny target set,
+    AdamW with decoupled weight decay, label smoothing, warm-up then cosine."""
+
     arch: str = "c3d_small"
-    width: int = Field(32, ge=4)
-    input_size: int = Field(64, ge=8)
+    width: int = Field(24, ge=4)
+    input_size: int = Field(48, ge=8)
     num_frames: int = Field(8, ge=1)
     epochs: int = Field(30, ge=1, description="passes over the target set, when steps is not set")
-    steps: int | None = Field(None, ge=1, description="optimisation steps in all (overrides epochs)")
+    steps: int | None = Field(600, ge=1, description="optimisation steps in all (overrides epochs)")
     batch_size: int = Field(16, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.01, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(0.003, gt=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     warmup_frac: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.05, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
     pretrained: Path | None = None
 
 
 def _teacher_image_default() -> ModelConfig:
-    return ModelConfig(arch="tsn_resnet10t", width=16, num_frames=3, epochs=30, lr=0.01)
+    return ModelConfig(arch="tsn_resnet10t", num_frames=3)
 
 
 class TeacherConfig(_Strict):
@@ -99,7 +103,7 @@ class FilterConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    model: ModelConfig = Field(default_factory=lambda: ModelConfig(epochs=40))
+    model: ModelConfig = Field(default_factory=ModelConfig)
     aux_batch_size: int | None = Field(None, ge=1, description="per source; default: target batch / sources")
     aux_loss_weight: float = Field(1.0, ge=0)
     resample_power: float | None = Field(0.5, gt=0, le=1)

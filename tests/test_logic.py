@@ -110,7 +110,7 @@ def test_a_step_budget_overrides_epochs_and_the_schedule_warms_up_then_decays():
     from omni.config import ModelConfig
     from omni.train import lr_schedule, total_steps
 
-    assert total_steps(ModelConfig(epochs=3), 5) == 15
+    assert total_steps(ModelConfig(epochs=3, steps=None), 5) == 15
     assert total_steps(ModelConfig(epochs=3, steps=200), 5) == 200
     f = lr_schedule("cosine", 100, 10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

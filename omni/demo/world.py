@@ -7,6 +7,14 @@ cannot tell "slide" from "bounce" (motion-only classes) while the shape separate
 web is a shifted domain (striped/checked backgrounds, other sizes, JPEG and MPEG-4
 compression) with wrong-class and junk items, broken files, duplicates and near-duplicates
 of validation clips. ``ground_truth.parquet`` records what every web item really is.
+
+World-zoo knobs (each ``None`` keeps the original demo behaviour, bit for bit):
+``num_classes`` (6-12: shapes from ``ALL_SHAPES`` x the two motions), ``noise_rate`` (share of web
+items and untrimmed segments that do not show the query class), ``sibling_share`` (share of that
+noise that is a confusable sibling class, sharing the shape or the motion, rather than junk),
+``web_per_query`` (web images and web videos per query), ``domain_shift`` (0: web items look like
+the target domain, 1: the full shift: patterned backgrounds, darker palette, wider size range) and
+``train_per_class`` (target clips per class). ``ZOO`` names the benchmark's worlds.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 SHAPES = ("disc", "square", "triangle")
+ALL_SHAPES = SHAPES + ("ring", "cross", "diamond")
 MOTIONS = ("slide", "bounce")
 GENERATOR_VERSION = 6
 
@@ -40,6 +49,12 @@ class WorldSpec:
     wrong_class_rate: float = 0.25
     junk_rate: float = 0.15
     val_leaks: int = 4
+    # world-zoo knobs (None: the original behaviour)
+    num_classes: int | None = None
+    noise_rate: float | None = None
+    sibling_share: float = 0.5
+    web_per_query: int | None = None
+    domain_shift: float | None = None
 
 
 def tiny_spec(seed: int = 0) -> WorldSpec:
@@ -50,16 +65,58 @@ def tiny_spec(seed: int = 0) -> WorldSpec:
 
 
 def class_names(spec: WorldSpec) -> list[str]:
-    return [f"{s}_{m}" for s in spec.shapes for m in MOTIONS]
+    if spec.num_classes is None:
+        return [f"{s}_{m}" for s in spec.shapes for m in MOTIONS]
+    shapes = tuple(spec.shapes) + tuple(s for s in ALL_SHAPES if s not in spec.shapes)
+    names = [f"{s}_{m}" for s in shapes for m in MOTIONS][: spec.num_classes]
+    if len(names) < spec.num_classes or spec.num_classes < 2:
+        raise ValueError(f"num_classes must be in 2..{len(shapes) * len(MOTIONS)}, got {spec.num_classes}")
+    return names
+
+
+def siblings(name: str, names: list[str]) -> list[str]:
+    """The classes confusable with ``name``: same shape (other motion) or same motion (other shape)."""
+    shape, motion = name.split("_")
+    same_shape = [n for n in names if n != name and n.split("_")[0] == shape]
+    same_motion = [n for n in names if n != name and n.split("_")[1] == motion]
+    return same_shape + same_motion or [n for n in names if n != name]
+
+
+# the benchmark's world zoo: kwargs for WorldSpec (seed and sizes added by ``zoo_spec``)
+ZOO: dict[str, dict] = {
+    "c6_t5_n20": dict(num_classes=6, train_per_class=5, noise_rate=0.2, sibling_share=0.5, domain_shift=0.5,
+                      web_per_query=24),
+    "c6_t3_n40": dict(num_classes=6, train_per_class=3, noise_rate=0.4, sibling_share=0.8, domain_shift=1.0,
+                      web_per_query=24),
+    "c8_t8_n60": dict(num_classes=8, train_per_class=8, noise_rate=0.6, sibling_share=0.3, domain_shift=0.5,
+                      web_per_query=30),
+    "c10_t5_n50": dict(num_classes=10, train_per_class=5, noise_rate=0.5, sibling_share=0.5, domain_shift=1.0,
+                       web_per_query=24),
+    "c12_t10_n30": dict(num_classes=12, train_per_class=10, noise_rate=0.3, sibling_share=0.7, domain_shift=0.3,
+                        web_per_query=20),
+    "c12_t4_n60": dict(num_classes=12, train_per_class=4, noise_rate=0.6, sibling_share=0.6, domain_shift=0.8,
+                       web_per_query=20),
+}
+
+
+def zoo_spec(name: str, seed: int = 0, val_per_class: int = 20, untrimmed_per_class: int = 2) -> WorldSpec:
+    """A world of the zoo at benchmark size (val set of ``val_per_class`` clips per class)."""
+    if name not in ZOO:
+        raise KeyError(f"unknown zoo world {name!r}; known: {sorted(ZOO)}")
+    return WorldSpec(seed=seed, val_per_class=val_per_class, untrimmed_per_class=untrimmed_per_class,
+                     untrimmed_s=10.0, size=48, val_leaks=4, **ZOO[name])
 
 
 # ---------------------------------------------------------------- drawing
 
-def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarray:
+def _background(rng: np.random.Generator, h: int, w: int, web: bool, shift: float | None = None) -> np.ndarray:
     """A unique cluttered scene: a base pattern plus soft random blobs (like real backgrounds,
-    no two items share one)."""
+    no two items share one). ``shift`` (web only): the probability of the web pattern and the
+    strength of its darker palette; None is the full shift."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c1, c2 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+    if web and shift is not None and rng.random() >= shift:
+        web = False  # a web item that looks like the target domain
     if not web:  # target domain: smooth two-colour gradient at a random angle
         ang = rng.uniform(0, 2 * np.pi)
         t = ((np.cos(ang) * xx + np.sin(ang) * yy) / max(h, w) + 1) / 2
@@ -71,7 +128,8 @@ def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarr
             m = (np.sin((np.cos(ang) * xx + np.sin(ang) * yy) / period * 2 * np.pi) > 0)
         else:
             m = ((xx // period + yy // period) % 2) > 0
-        bg = np.where(m[..., None], c1 * 0.8, c2 * 0.8)
+        dark = 0.8 if shift is None else 1 - 0.2 * shift
+        bg = np.where(m[..., None], c1 * dark, c2 * dark)
     for _ in range(int(rng.integers(4, 8))):  # clutter: soft blobs in muted colours
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         sx, sy = rng.uniform(0.05, 0.25) * w, rng.uniform(0.05, 0.25) * h
@@ -85,7 +143,8 @@ def _background(rng: np.random.Generator, h: int, w: int, web: bool) -> np.ndarr
     return bg + rng.normal(0, 6, (h, w, 3))
 
 
-_COLOURS = {"disc": (230, 40, 40), "square": (40, 80, 235), "triangle": (245, 215, 30)}
+_COLOURS = {"disc": (230, 40, 40), "square": (40, 80, 235), "triangle": (245, 215, 30),
+            "ring": (40, 200, 70), "cross": (235, 235, 235), "diamond": (200, 60, 220)}
 
 
 def _draw(frame: np.ndarray, shape: str, cx: float, cy: float, r: float) -> None:
@@ -95,6 +154,14 @@ def _draw(frame: np.ndarray, shape: str, cx: float, cy: float, r: float) -> None
         m = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
     elif shape == "square":
         m = (np.abs(xx - cx) <= r * 0.85) & (np.abs(yy - cy) <= r * 0.85)
+    elif shape == "ring":
+        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        m = (d2 <= r * r) & (d2 >= (r * 0.55) ** 2)
+    elif shape == "cross":
+        m = (((np.abs(xx - cx) <= r * 0.3) & (np.abs(yy - cy) <= r))
+             | ((np.abs(yy - cy) <= r * 0.3) & (np.abs(xx - cx) <= r)))
+    elif shape == "diamond":
+        m = np.abs(xx - cx) + np.abs(yy - cy) <= r
     else:  # upward triangle
         m = (yy <= cy + r * 0.8) & (yy >= cy - r) & (np.abs(xx - cx) <= (yy - (cy - r)) * 0.6)
     frame[m] = _COLOURS[shape]
@@ -118,10 +185,17 @@ def _trajectory(rng, n: int, h: int, w: int, r: float, motion: str | None, speed
     return out
 
 
-def render_clip(rng, shape: str | None, motion: str | None, n: int, h: int, w: int, web: bool) -> np.ndarray:
-    """uint8[n, h, w, 3]; ``shape=None`` renders junk (distractor blobs, no class object)."""
-    bg = _background(rng, h, w, web)
-    r = min(h, w) * (rng.uniform(0.13, 0.2) if not web else rng.uniform(0.1, 0.26))
+def render_clip(rng, shape: str | None, motion: str | None, n: int, h: int, w: int, web: bool,
+                shift: float | None = None) -> np.ndarray:
+    """uint8[n, h, w, 3]; ``shape=None`` renders junk (distractor blobs, no class object).
+    ``shift`` scales the web domain's difference from the target (None: full, see _background)."""
+    bg = _background(rng, h, w, web, shift)
+    if not web:
+        r = min(h, w) * rng.uniform(0.13, 0.2)
+    elif shift is None:
+        r = min(h, w) * rng.uniform(0.1, 0.26)
+    else:  # object size range widens from the target's (0.13-0.2) to the web's (0.1-0.26)
+        r = min(h, w) * rng.uniform(0.13 - 0.03 * shift, 0.2 + 0.06 * shift)
     speed = min(h, w) * rng.uniform(0.05, 0.09)
     frames = np.repeat(bg[None], n, axis=0)
     if shape is None:
@@ -209,9 +283,20 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
 
     truth = []
 
+    shift = spec.domain_shift
+    n_img = spec.images_per_class if spec.web_per_query is None else spec.web_per_query
+    n_vid = spec.videos_per_class if spec.web_per_query is None else spec.web_per_query
+
     def noisy_label(name):
         """What the item really shows: the query's class, another class, or junk."""
         u = rng.random()
+        if spec.noise_rate is not None:  # zoo: noise = confusable siblings + junk
+            if u < spec.noise_rate * (1 - spec.sibling_share):
+                return None
+            if u < spec.noise_rate:
+                sib = siblings(name, names)
+                return sib[int(rng.integers(len(sib)))]
+            return name
         if u < spec.junk_rate:
             return None
         if u < spec.junk_rate + spec.wrong_class_rate:
@@ -221,12 +306,12 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
     # web images
     img_rows = []
     for name in names:
-        for k in range(spec.images_per_class):
+        for k in range(n_img):
             true = noisy_label(name)
             h = int(rng.choice([S, int(S * 1.5), S * 2]))
             w = int(h * rng.choice([1.0, 1.33, 0.75]))
             shape, motion = true.split("_") if true else (None, None)
-            frame = render_clip(rng, shape, motion, 1, h, w, web=True)[0]
+            frame = render_clip(rng, shape, motion, 1, h, w, web=True, shift=shift)[0]
             rel = f"web/images/{name}_{k:03d}.jpg"
             write_jpeg(root / rel, frame, quality=int(rng.integers(40, 90)))
             img_rows.append({"url": rel, "query": name})
@@ -235,14 +320,14 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
     # web videos
     vid_rows = []
     for name in names:
-        for k in range(spec.videos_per_class):
+        for k in range(n_vid):
             true = noisy_label(name)
             h = int(rng.choice([S, int(S * 1.5)]))
             w = int(h * rng.choice([1.33, 1.78]))
             fps = int(rng.choice([8, 12, 15]))
             n = int(rng.uniform(1.5, 3.0) * fps)
             shape, motion = true.split("_") if true else (None, None)
-            clip = render_clip(rng, shape, motion, n, h, w, web=True)
+            clip = render_clip(rng, shape, motion, n, h, w, web=True, shift=shift)
             if rng.random() < 0.3:
                 rel, codec = f"web/videos/{name}_{k:03d}.avi", "mpeg4"
             else:
@@ -262,14 +347,22 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
                 seg_s = min(float(rng.uniform(1.5, 3.5)), spec.untrimmed_s - t)
                 n = max(1, int(round(seg_s * spec.fps)))
                 u = rng.random()
-                if u < 0.5:
+                if spec.noise_rate is not None:  # zoo: the same noise mix as the web items
+                    if u >= spec.noise_rate:
+                        cls = name
+                    elif u >= spec.noise_rate * (1 - spec.sibling_share):
+                        sib = siblings(name, names)
+                        cls = sib[int(rng.integers(len(sib)))]
+                    else:
+                        cls = None
+                elif u < 0.5:
                     cls = name
                 elif u < 0.7:
                     cls = names[rng.integers(len(names))]
                 else:
                     cls = None
                 sh, mo = cls.split("_") if cls else (None, None)
-                parts.append(render_clip(rng, sh, mo, n, h, w, web=True))
+                parts.append(render_clip(rng, sh, mo, n, h, w, web=True, shift=shift))
                 segments.append({"start_s": t, "end_s": t + n / spec.fps, "class": cls or "junk"})
                 t += n / spec.fps
             rel = f"web/untrimmed/{name}_{k:03d}.mp4"
@@ -362,27 +455,23 @@ def demo_config(world: Path, workdir: Path, crawl_dir: Path, tiny: bool = False)
             {"name": "web_videos", "kind": "video", "list": str(crawl_dir / "web_videos.jsonl")},
             {"name": "untrimmed", "kind": "untrimmed", "list": str(crawl_dir / "untrimmed.parquet")},
         ],
-        "ingest": {"allow_private_addresses": True, "workers": 8, "tries": 2, "backoff_s": 0.1},
-        "extract": {"short_side": 56, "frames_per_clip": 8},
-        "teacher": {
-            "image": {"arch": "tsn_resnet10t", "width": 16, "input_size": 48, "num_frames": 3, "epochs": 100,
-                      "batch_size": 10, "lr": 0.02},
-            "video": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8, "epochs": 100,
-                      "batch_size": 10, "lr": 0.02},
-        },
-        "train": {"model": {"arch": "c3d_small", "width": 24, "input_size": 48, "num_frames": 8,
-                            "epochs": 100, "batch_size": 10, "lr": 0.02}},
+        # the local lists point at ../web/...: allow the whole world folder
+        "ingest": {"allow_private_addresses": True, "workers": 8, "tries": 2, "backoff_s": 0.1,
+                   "local_roots": [str(world)]},
+        "extract": {},
+        # no training recipe: the demo trains with omni's defaults, as a user's run would
         "evaluate": {"num_clips": 2},
     }
-    if tiny:
-        for m in (cfg["teacher"]["image"], cfg["teacher"]["video"], cfg["train"]["model"]):
-            m.update(epochs=2, width=8, input_size=32)
-        cfg["extract"]["short_side"] = 36
+    if tiny:  # tests: a few steps of small models
+        small = {"steps": 6, "width": 8, "input_size": 32, "batch_size": 8}
+        cfg["teacher"] = {"image": {"arch": "tsn_resnet10t", "num_frames": 3, **small}, "video": dict(small)}
+        cfg["train"] = {"model": dict(small)}
+        cfg["extract"] = {"short_side": 36}
     return cfg
 
 
 def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
-    """Filtering precision and planted-problem recall against the generator's ground truth."""
+    """Filtering precision and recall per source, and planted-leak recall, against the generator's ground truth."""
     truth = pd.read_parquet(world / "ground_truth.parquet")
     truth["key"] = truth["url"]
     items = web_items.copy()
@@ -407,6 +496,8 @@ def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
             "kept": int(kept.sum()),
             "precision_kept": float(correct[kept].mean()) if kept.any() else None,
             "precision_unfiltered": float(correct[usable].mean()) if usable.any() else None,
+            # share of the usable items that truly show their query class which the filter kept
+            "recall_kept": float(kept[correct & usable].mean()) if (correct & usable).any() else None,
         }
     planted = truth[truth["planted"] == "leak"]["key"].tolist()
     status = dict(zip(items["key"], items["status"]))

@@ -1,0 +1,242 @@
+"""Learning quality on the world zoo: does omni's model learn, and does the web data pay off?
+
+For each zoo world (``omni.demo.world.ZOO``) and seed (the world's generator seed and omni's
+``train.seed``), this generates the world, runs omni's stages directly (no Prefect) with the
+default settings (fp32: ``train.amp=false``; local files, so ``ingest.allow_private_addresses``),
+then runs OmniSource again unfiltered (``filter.require_top1=false``, ``filter.min_score=0``: the
+teacher's verdict ignored; ingest/extract/teacher/score/baseline are cache hits), and trains the
+plain reference (``benchmarks/reference_model.py``) on the same target clips.
+
+Writes under ``--out`` (default ``benchmarks/results/learning_quality``):
+- ``runs.jsonl``: one line per (world, seed), appended as each finishes (a rerun skips finished ones);
+- ``table.md`` / ``table.csv``: per world, mean and spread (sample std) over seeds of the reference,
+  baseline, OmniSource, unfiltered OmniSource top-1, the gain, filtered minus unfiltered, and the
+  filter's precision / recall per source against the world's ground truth, plus train times.
+
+    .venv/bin/python benchmarks/learning_quality.py                 # 6 worlds x 3 seeds (~1 h+ on 2 cores)
+    .venv/bin/python benchmarks/learning_quality.py --quick         # 2 worlds x 1 seed
+    .venv/bin/python benchmarks/learning_quality.py --recipe old        # the training defaults before the zoo
+    .venv/bin/python benchmarks/learning_quality.py --worlds c10_t5_n50 --seeds 0,1 \\
+        --set train.model.epochs=100                                # any omni config override
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+QUICK_WORLDS = ["c6_t5_n20", "c10_t5_n50"]
+# omni's training defaults before they were measured here (epochs of the target set, SGD), for
+# side-by-side comparison: --recipe old
+OLD = {"steps": "null", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.0,
+       "width": 32, "input_size": 64}
+RECIPES = {"default": [],
+           "old": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video", "teacher.image") for k, v in OLD.items()]
+           + ["train.model.epochs=40"]}
+SOURCES = ("web_images", "web_videos", "untrimmed")
+
+
+def world_config(world: Path, workdir: Path, overrides: list[str]) -> dict:
+    """omni's defaults over the world: sources + fp32 + local files; no training recipe."""
+    from omni.config import _set_dotted, parse_overrides
+    from omni.demo.world import demo_config
+
+    demo = demo_config(world, workdir, world / "crawl")
+    cfg = {k: demo[k] for k in ("workdir", "classes", "target", "sources")}
+    cfg["ingest"] = {"allow_private_addresses": True, "workers": 4, "tries": 1, "backoff_s": 0.0,
+                     "local_roots": [str(world)]}
+    cfg["extract"] = {"workers": 1}
+    cfg["train"] = {"amp": False, "threads": 2}
+    for key, value in parse_overrides(overrides):
+        _set_dotted(cfg, key, value)
+    return cfg
+
+
+def _config(data: dict):
+    from omni.config import config_from_dict
+    return config_from_dict(data, base=ROOT, origin="learning_quality")
+
+
+def run_omni(cfg_data: dict, log) -> dict:
+    from omni import stages
+
+    cfg = _config(cfg_data)
+    keys = stages.Keys(cfg)
+    times, out = {}, {}
+    for name in stages.STAGES:
+        t = time.time()
+        for res in stages.run_stage(cfg, name, keys):
+            if name == "train":
+                out.setdefault("train_s", {})[res.stage.split("/")[-1]] = res.info.get("elapsed_s")
+        times[name] = round(time.time() - t, 1)
+        log(f"    {name} {times[name]}s")
+    out["times"] = times
+    for run in stages.runs(cfg):
+        out[run] = stages.read_metrics(cfg, run)["top1"]
+    for kind in stages.teacher_kinds(cfg):
+        s = json.loads((stages.stage_dir(cfg, f"teacher/{kind}") / "summary.json").read_text())
+        out.setdefault("teacher", {})[kind] = {"top1": s.get("val", {}).get("top1"), "train_s": s.get("elapsed_s")}
+    log(f"    train {out.get('train_s')}  teachers {out.get('teacher')}  baseline {out.get('baseline')}  "
+        f"omnisource {out.get('omnisource')}")
+    return out
+
+
+def one(world_name: str, seed: int, args, log) -> dict:
+    from omni.demo.world import generate_world, ground_truth_report, zoo_spec
+    from reference_model import train_reference
+
+    t0 = time.time()
+    world = generate_world(args.cache / "worlds" / f"{world_name}-s{seed}", zoo_spec(world_name, seed=seed))
+    log(f"  world generated {time.time() - t0:.0f}s")
+    workdir = args.cache / "work" / f"{world_name}-s{seed}"
+    base = world_config(world, workdir, [f"train.seed={seed}", *args.set])
+    row = {"world": world_name, "seed": seed, "overrides": " ".join(args.set)}
+    filt = run_omni(base, log)
+    row.update(baseline=filt["baseline"], omnisource=filt["omnisource"], train_s=filt.get("train_s"),
+               stage_s=filt["times"], teacher=filt.get("teacher"))
+    cfg = _config(base)
+    from omni import stages
+    web = pd.read_parquet(stages.stage_dir(cfg, "manifest") / "web_items.parquet")
+    gt = ground_truth_report(world, web)
+    for src, r in gt["sources"].items():
+        row[f"{src}_precision"] = r["precision_kept"]
+        row[f"{src}_recall"] = r["recall_kept"]
+        row[f"{src}_kept"] = r["kept"]
+        row[f"{src}_precision_unfiltered"] = r["precision_unfiltered"]
+    row["leaks"] = f"{gt['leaks_found']}/{gt['leaks_planted']}"
+    if not args.no_unfiltered:
+        log("  unfiltered")
+        unf = dict(base, filter={"require_top1": False, "min_score": 0.0})
+        u = run_omni(unf, log)
+        row["omnisource_unfiltered"] = u["omnisource"]  # (the workdir is left on the unfiltered run)
+    if not args.no_reference:
+        import torch
+        torch.set_num_threads(2)
+        ref = train_reference(world, steps=args.ref_steps, seed=seed)
+        row["reference"], row["reference_train_s"] = ref["top1"], ref["train_s"]
+        log(f"  reference {ref}")
+    row["wall_s"] = round(time.time() - t0, 1)
+    return row
+
+
+def _ms(values) -> tuple[float, float]:
+    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not v:
+        return float("nan"), float("nan")
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    out = []
+    for w, g in df.groupby("world", sort=False):
+        r = {"world": w, "seeds": len(g)}
+        for col in ("reference", "baseline", "omnisource", "omnisource_unfiltered"):
+            if col in g:
+                r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
+        r["gain"] = r["omnisource_mean"] - r["baseline_mean"]
+        if "omnisource_unfiltered_mean" in r:
+            r["filtered_minus_unfiltered"] = r["omnisource_mean"] - r["omnisource_unfiltered_mean"]
+        if "reference_mean" in r:
+            r["baseline_minus_reference"] = r["baseline_mean"] - r["reference_mean"]
+        for src in SOURCES:
+            for m in ("precision", "recall"):
+                if f"{src}_{m}" in g:
+                    r[f"{src}_{m}"] = _ms(g[f"{src}_{m}"])[0]
+        r["baseline_train_s"] = _ms([t.get("baseline") for t in g["train_s"]])[0]
+        r["omnisource_train_s"] = _ms([t.get("omnisource") for t in g["train_s"]])[0]
+        r["wall_s"] = _ms(g["wall_s"])[0]
+        out.append(r)
+    t = pd.DataFrame(out)
+    num = t.select_dtypes("number").columns.drop("seeds")
+    mean = {"world": "MEAN", "seeds": int(t["seeds"].min()), **t[num].mean().to_dict()}
+    return pd.concat([t, pd.DataFrame([mean])], ignore_index=True)
+
+
+def markdown(t: pd.DataFrame) -> str:
+    def pm(r, c):
+        return f"{r[c + '_mean']:.1f} ± {r[c + '_std']:.1f}" if f"{c}_mean" in r and not pd.isna(r[c + "_mean"]) else "-"
+
+    def f(x, d=1):
+        return "-" if x is None or pd.isna(x) else f"{x:.{d}f}"
+
+    head = ("| world | seeds | reference | baseline | OmniSource | gain | unfiltered | filt - unfilt | "
+            "img P / R | vid P / R | untrim P / R | base / omni train s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for _, r in t.iterrows():
+        pr = [f"{f(r.get(s + '_precision'), 2)} / {f(r.get(s + '_recall'), 2)}" for s in SOURCES]
+        lines.append(f"| {r['world']} | {r['seeds']} | {pm(r, 'reference')} | {pm(r, 'baseline')} | "
+                     f"{pm(r, 'omnisource')} | {f(r['gain'])} | {pm(r, 'omnisource_unfiltered')} | "
+                     f"{f(r.get('filtered_minus_unfiltered'))} | {' | '.join(pr)} | "
+                     f"{f(r['baseline_train_s'], 0)} / {f(r['omnisource_train_s'], 0)} |")
+    return "\n".join(lines) + "\n\nTop-1 in %, mean ± sample std over seeds; P / R: filter precision / recall " \
+                              "of kept items against the world's ground truth.\n"
+
+
+def main(argv=None) -> int:
+    from omni.demo.world import ZOO
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", default=None, help=f"comma list of {sorted(ZOO)} (default: all)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default 0,1,2)")
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_WORLDS}, seed 0")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="omni config override")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                    help="training recipe overrides put before --set (default: omni's own defaults)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning_quality")
+    ap.add_argument("--cache", type=Path, default=None, help="worlds and workdirs (default: OUT/cache)")
+    ap.add_argument("--no-unfiltered", action="store_true")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--ref-steps", type=int, default=400)
+    ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
+    args = ap.parse_args(argv)
+    args.set = RECIPES[args.recipe] + args.set
+    worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else list(ZOO))
+    seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.cache = args.cache or args.out / "cache"
+    import torch
+    torch.set_num_threads(2)
+    runs_path = args.out / "runs.jsonl"
+    done = [] if args.fresh or not runs_path.exists() else [json.loads(x) for x in runs_path.read_text().splitlines() if x]
+    overrides = " ".join(args.set)
+    have = {(r["world"], r["seed"]) for r in done if r.get("overrides", "") == overrides}
+    rows = [r for r in done if r.get("overrides", "") == overrides and r["world"] in worlds and r["seed"] in seeds]
+    start = time.time()
+    todo = [(w, s) for w in worlds for s in seeds if (w, s) not in have]
+
+    def log(msg):
+        print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)
+
+    for i, (w, s) in enumerate(todo):
+        log(f"({i + 1}/{len(todo)}) world {w} seed {s}")
+        row = one(w, s, args, log)
+        with runs_path.open("a") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+        rows.append(row)
+        log(f"  done in {row['wall_s']:.0f}s: reference {row.get('reference')} baseline {row['baseline']} "
+            f"omnisource {row['omnisource']} unfiltered {row.get('omnisource_unfiltered')}")
+    if not rows:
+        print("nothing to report")
+        return 1
+    t = table(rows)
+    t.to_csv(args.out / "table.csv", index=False)
+    md = markdown(t)
+    (args.out / "table.md").write_text(md)
+    print(md)
+    print(f"wrote {args.out / 'table.md'} and {args.out / 'table.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

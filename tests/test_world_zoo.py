@@ -1,0 +1,95 @@
+"""The world zoo's knobs on the demo-world generator (no training here)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from omni.demo.world import (ZOO, WorldSpec, class_names, generate_world, ground_truth_report, siblings,
+                             tiny_spec, zoo_spec)
+
+
+def test_default_classes_unchanged():
+    assert class_names(WorldSpec()) == ["disc_slide", "disc_bounce", "square_slide", "square_bounce",
+                                        "triangle_slide", "triangle_bounce"]
+    assert class_names(tiny_spec()) == ["disc_slide", "disc_bounce", "square_slide", "square_bounce"]
+
+
+@pytest.mark.parametrize("n", [6, 7, 10, 12])
+def test_num_classes(n):
+    names = class_names(WorldSpec(num_classes=n))
+    assert len(names) == len(set(names)) == n
+    assert names[:6] == class_names(WorldSpec())
+
+
+def test_num_classes_out_of_range():
+    with pytest.raises(ValueError):
+        class_names(WorldSpec(num_classes=13))
+
+
+def test_siblings_share_shape_or_motion():
+    names = class_names(WorldSpec(num_classes=10))
+    for name in names:
+        sib = siblings(name, names)
+        assert sib and name not in sib
+        for s in sib:
+            assert s.split("_")[0] == name.split("_")[0] or s.split("_")[1] == name.split("_")[1]
+
+
+def test_zoo_specs_valid():
+    assert len(ZOO) >= 6
+    for name in ZOO:
+        spec = zoo_spec(name, seed=1)
+        assert 6 <= len(class_names(spec)) <= 12
+        assert 0.2 <= spec.noise_rate <= 0.6 and 3 <= spec.train_per_class <= 10
+
+
+@pytest.fixture(scope="module")
+def zoo_world(tmp_path_factory):
+    spec = replace(zoo_spec("c10_t5_n50", seed=3), train_per_class=1, val_per_class=1, web_per_query=12,
+                   untrimmed_per_class=1, untrimmed_s=4.0, size=32, val_leaks=2, noise_rate=0.5,
+                   sibling_share=0.5)
+    return generate_world(tmp_path_factory.mktemp("zoo") / "world", spec), spec
+
+
+def test_zoo_world_noise_matches_knobs(zoo_world):
+    world, spec = zoo_world
+    names = (world / "classes.txt").read_text().split()
+    assert len(names) == 10
+    crawl = pd.concat([pd.read_csv(world / "crawl" / "web_images.csv"),
+                       pd.read_json(world / "crawl" / "web_videos.jsonl", lines=True)])
+    truth = pd.read_parquet(world / "ground_truth.parquet")
+    t = truth[truth["planted"] == ""].assign(key=lambda d: "../" + d["url"])
+    m = crawl.drop_duplicates("url").merge(t, left_on="url", right_on="key")
+    assert len(m) == 2 * 12 * 10
+    noise = (m["true_class"] != m["query"]).mean()
+    assert 0.4 < noise < 0.6
+    wrong = m[(m["true_class"] != m["query"]) & (m["true_class"] != "junk")]
+    assert len(wrong) > 0.3 * (m["true_class"] != m["query"]).sum()
+    for q, c in zip(wrong["query"], wrong["true_class"]):
+        assert c in siblings(q, names)
+
+
+def test_zoo_world_regenerates_only_on_change(zoo_world):
+    world, spec = zoo_world
+    before = (world / "world.json").stat().st_mtime_ns
+    generate_world(world, spec)
+    assert (world / "world.json").stat().st_mtime_ns == before
+
+
+def test_ground_truth_report_precision_recall(zoo_world):
+    world, _ = zoo_world
+    truth = pd.read_parquet(world / "ground_truth.parquet")
+    vids = pd.read_json(world / "crawl" / "web_videos.jsonl", lines=True)
+    vids = vids[~vids["url"].str.contains("bad_|copy_of_|leak_")]
+    true = dict(zip("../" + truth["url"], truth["true_class"]))
+    correct = [true[u] == q for u, q in zip(vids["url"], vids["query"])]
+    # an oracle filter: keep exactly the items that show their query class
+    web = vids.assign(source="web_videos", status=["kept" if c else "filtered" for c in correct])
+    rep = ground_truth_report(world, web)["sources"]["web_videos"]
+    assert rep["precision_kept"] == 1.0 and rep["recall_kept"] == 1.0
+    assert rep["precision_unfiltered"] == pytest.approx(sum(correct) / len(correct))
+    # keep everything: recall 1, precision as crawled
+    rep = ground_truth_report(world, web.assign(status="kept"))["sources"]["web_videos"]
+    assert rep["recall_kept"] == 1.0 and rep["precision_kept"] == pytest.approx(sum(correct) / len(correct))
