@@ -100,6 +100,9 @@ class TeacherConfig(_Strict):
 class FilterConfig(_Strict):
     min_score: float = Field(0.0, ge=0, le=1)
     require_top1: bool = True
+    top_k: int = Field(1, ge=1, description="with require_top1: the query class within the teacher's top k")
+    keep_fraction: float | None = Field(None, gt=0, le=1, description="also keep at most this share of each "
+                                        "source's items per query, those the teacher scores highest")
 
 
 class TrainConfig(_Strict):

@@ -12,23 +12,38 @@ from omni.metrics import classification_metrics, clip_top1
 NAMES = ["run", "jump", "swim"]
 
 
-def _scores(rows):
-    return pd.DataFrame(rows, columns=["sample_id", "label", "teacher_label", "teacher_score"])
+def _scores(rows, source="web"):
+    """Scored samples from (id, label, teacher's probabilities)."""
+    probs = [np.asarray(p, float) for _, _, p in rows]
+    return pd.DataFrame({"sample_id": [r[0] for r in rows], "source": source, "label": [r[1] for r in rows],
+                         "teacher_label": [int(p.argmax()) for p in probs],
+                         "teacher_score": [float(p[r[1]]) for r, p in zip(rows, probs)], "teacher_probs": probs})
 
 
 def test_filter_keeps_only_samples_whose_teacher_top_class_is_the_query():
-    s = _scores([("a", 0, 0, 0.9), ("b", 0, 1, 0.3), ("c", 2, 2, 0.4)])
+    s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4])])
     out = filter_scores(s, FilterConfig(), NAMES)
     assert out["filter_status"].tolist() == ["kept", "filtered", "kept"]
-    assert out["filter_reason"][1] == "teacher predicts jump (query class p=0.30)"
+    assert out["filter_reason"][1] == "teacher predicts jump (query class p=0.30, rank 2)"
 
 
-def test_filter_min_score_is_an_extra_knob_and_top1_can_be_switched_off():
-    s = _scores([("a", 0, 0, 0.9), ("b", 0, 1, 0.3), ("c", 2, 2, 0.4)])
-    out = filter_scores(s, FilterConfig(min_score=0.5), NAMES)
-    assert out["filter_status"].tolist() == ["kept", "filtered", "filtered"]
-    out = filter_scores(s, FilterConfig(require_top1=False), NAMES)
-    assert out["filter_status"].tolist() == ["kept", "kept", "kept"]
+def test_filter_min_score_top_k_and_top1_off_are_knobs():
+    s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4]),
+                 ("d", 1, [0.5, 0.1, 0.4])])
+    assert filter_scores(s, FilterConfig(min_score=0.5), NAMES)["filter_status"].tolist() == \
+        ["kept", "filtered", "filtered", "filtered"]
+    assert filter_scores(s, FilterConfig(top_k=2), NAMES)["filter_status"].tolist() == \
+        ["kept", "kept", "kept", "filtered"]  # d's query class ranks third
+    assert filter_scores(s, FilterConfig(require_top1=False), NAMES)["filter_status"].tolist() == ["kept"] * 4
+
+
+def test_filter_keep_fraction_keeps_the_best_scored_share_per_source_and_query():
+    rows = [(f"q0-{i}", 0, [p, 1 - p, 0.0]) for i, p in enumerate([0.9, 0.2, 0.6, 0.4])]
+    rows += [(f"q1-{i}", 1, [0.5, 0.5, 0.0]) for i in range(2)]
+    out = filter_scores(_scores(rows), FilterConfig(require_top1=False, keep_fraction=0.5), NAMES)
+    kept = out.loc[out["filter_status"] == "kept", "sample_id"].tolist()
+    assert kept == ["q0-0", "q0-2", "q1-0"]  # the best half of each query's items
+    assert "below the best 50%" in out.set_index("sample_id").loc["q0-1", "filter_reason"]
 
 
 def test_metrics_top1_top5_mean_class_accuracy_and_confusion():
