@@ -3,7 +3,7 @@
 For each zoo world (``omni.demo.world.ZOO``) and seed (the world's generator seed and omni's
 ``train.seed``), this generates the world, runs omni's stages directly (no Prefect) with the
 default settings (fp32: ``train.amp=false``; local files, so ``ingest.allow_private_addresses``),
-then runs OmniSource again unfiltered (``filter.require_top1=false``, ``filter.min_score=0``: the
+then runs OmniSource again unfiltered (``filter.require_top1=false``, ``min_score=0``, ``keep_fraction=null``: the
 teacher's verdict ignored; ingest/extract/teacher/score/baseline are cache hits), and trains the
 plain reference (``benchmarks/reference_model.py``) on the same target clips.
 
@@ -116,7 +116,7 @@ def one(world_name: str, seed: int, args, log) -> dict:
     row["leaks"] = f"{gt['leaks_found']}/{gt['leaks_planted']}"
     if not args.no_unfiltered:
         log("  unfiltered")
-        unf = dict(base, filter={"require_top1": False, "min_score": 0.0})
+        unf = dict(base, filter={"require_top1": False, "min_score": 0.0, "keep_fraction": None})
         u = run_omni(unf, log)
         row["omnisource_unfiltered"] = u["omnisource"]  # (the workdir is left on the unfiltered run)
     if not args.no_reference:

@@ -22,7 +22,7 @@ def _scores(rows, source="web"):
 
 def test_filter_keeps_only_samples_whose_teacher_top_class_is_the_query():
     s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4])])
-    out = filter_scores(s, FilterConfig(), NAMES)
+    out = filter_scores(s, FilterConfig(require_top1=True, keep_fraction=None), NAMES)
     assert out["filter_status"].tolist() == ["kept", "filtered", "kept"]
     assert out["filter_reason"][1] == "teacher predicts jump (query class p=0.30, rank 2)"
 
@@ -30,11 +30,15 @@ def test_filter_keeps_only_samples_whose_teacher_top_class_is_the_query():
 def test_filter_min_score_top_k_and_top1_off_are_knobs():
     s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4]),
                  ("d", 1, [0.5, 0.1, 0.4])])
-    assert filter_scores(s, FilterConfig(min_score=0.5), NAMES)["filter_status"].tolist() == \
+    assert filter_scores(s, FilterConfig(require_top1=True, keep_fraction=None, min_score=0.5), NAMES)["filter_status"].tolist() == \
         ["kept", "filtered", "filtered", "filtered"]
-    assert filter_scores(s, FilterConfig(top_k=2), NAMES)["filter_status"].tolist() == \
+    assert filter_scores(s, FilterConfig(require_top1=True, keep_fraction=None, top_k=2), NAMES)["filter_status"].tolist() == \
         ["kept", "kept", "kept", "filtered"]  # d's query class ranks third
-    assert filter_scores(s, FilterConfig(require_top1=False), NAMES)["filter_status"].tolist() == ["kept"] * 4
+    assert filter_scores(s, FilterConfig(require_top1=False, keep_fraction=None), NAMES)["filter_status"].tolist() == ["kept"] * 4
+
+
+def test_the_default_filter_keeps_the_best_scored_half_per_source_and_query():
+    assert FilterConfig().keep_fraction == 0.5 and not FilterConfig().require_top1
 
 
 def test_filter_keep_fraction_keeps_the_best_scored_share_per_source_and_query():
