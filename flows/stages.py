@@ -16,7 +16,7 @@ env.apply()
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_progress_artifact, update_progress_artifact  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
-from prefect.states import Completed  # noqa: E402
+from prefect.states import Completed, State  # noqa: E402
 
 from omni import stages  # noqa: E402
 from omni.config import load_config  # noqa: E402
@@ -75,7 +75,8 @@ def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> s
 def _run_stage(stage: str, config_path: str, overrides: list[str] | None) -> list[stages.StageResult]:
     cfg = load_config(config_path, overrides or [])
     tags = ["gpu"] if stage in stages.GPU_STAGES else []
-    return [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in stages.units(cfg, stage)]
+    results = [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in stages.units(cfg, stage)]
+    return [r.result() if isinstance(r, State) else r for r in results]  # a "Cached" state carries the result
 
 
 @flow(name="ingest", log_prints=True)

@@ -46,17 +46,3 @@ def tiny_world(tmp_path_factory) -> Path:
     from omni.demo.world import generate_world, tiny_spec
 
     return generate_world(tmp_path_factory.mktemp("world") / "world", tiny_spec())
-
-
-def write_config(tmp_path: Path, world: Path, **sections) -> Path:
-    import yaml
-
-    from omni.demo.world import demo_config
-
-    cfg = demo_config(world, tmp_path / "work", world / "crawl", tiny=True)
-    cfg["ingest"]["allow_private_addresses"] = True
-    for k, v in sections.items():
-        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path

@@ -11,7 +11,7 @@ from omni import stages
 from omni.config import load_config
 from omni.demo.world import ground_truth_report
 
-from conftest import write_config
+from omni_testing import write_config
 
 
 def _run_all(cfg):

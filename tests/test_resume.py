@@ -17,7 +17,7 @@ import pytest
 from omni.config import load_config
 from omni.demo.world import served_lists
 
-from conftest import write_config
+from omni_testing import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
