@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -95,10 +94,7 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
         writer.abort()
         raise
     part = root / "parts" / f"{chunk_id}.parquet"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(f".{part.name}.tmp")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
+    write_parquet_atomic(pd.DataFrame(rows), part)
     return str(part)
 
 

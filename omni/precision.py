@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 _MIN_GAIN = 1.1  # autocast must be at least this much faster than fp32 to be picked on a CPU
@@ -93,10 +95,7 @@ def cpu_autocast_pays() -> bool:
              "bf16" if verdict else "fp32")
     cached[ident] = {"autocast": verdict, "fp32_s": round(fp32, 4), "bf16_s": round(bf16, 4)}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(path, cached)
     except OSError:
         pass  # an unwritable home only costs the benchmark again next time
     return verdict
