@@ -8,16 +8,18 @@ env.apply()
 from prefect import flow  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
-from flows.stages import STAGE_FLOWS  # noqa: E402
+from flows.params import RunSettings, all_overrides  # noqa: E402
+from flows.stages import STAGE_FLOWS, run_name  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.report import pipeline_report, report_markdown  # noqa: E402
 from omni.stages import check_config  # noqa: E402
 
 
-@flow(name="omnisource", log_prints=True)
-def omnisource(config_path: str, overrides: list[str] | None = None) -> dict:
+@flow(name="omnisource", flow_run_name=run_name("omnisource"), log_prints=True)
+def omnisource(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None) -> dict:
     """ingest -> extract -> teacher -> score -> filter -> manifest -> train -> evaluate."""
-    cfg = load_config(config_path, overrides or [])
+    overrides = all_overrides(overrides, settings)
+    cfg = load_config(config_path, overrides)  # a bad config or override fails here, before any stage
     check_config(cfg)
     for stage_flow in STAGE_FLOWS.values():
         stage_flow(config_path, overrides)

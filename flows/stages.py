@@ -14,10 +14,16 @@ from flows import env
 env.apply()
 
 from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_progress_artifact, update_progress_artifact  # noqa: E402
+from prefect.artifacts import (  # noqa: E402
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.logging import get_run_logger  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 
+from flows.params import RunSettings, all_overrides  # noqa: E402
 from omni import stages  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.progress import TextProgress  # noqa: E402
@@ -25,6 +31,25 @@ from omni.progress import TextProgress  # noqa: E402
 # Prefect ships the library's records to the UI (PREFECT_LOGGING_EXTRA_LOGGERS=omni) but leaves
 # the logger at the root's WARNING level: let its progress lines (loss, ETA, counts) through.
 logging.getLogger("omni").setLevel(logging.INFO)
+
+
+def run_name(stage: str):
+    """Flow run names that say what ran on what: ``train · demo/config.yaml``."""
+
+    def name() -> str:
+        from pathlib import Path
+
+        from prefect.runtime import flow_run
+
+        p = Path(str(flow_run.parameters.get("config_path", "")))
+        return f"{stage} · {p.parent.name}/{p.name}" if p.parent.name else f"{stage} · {p.name}"
+
+    return name
+
+
+def artifact_key(text: str) -> str:
+    """Artifact keys may hold lowercase letters, digits and dashes only."""
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 class ArtifactProgress:
@@ -42,7 +67,7 @@ class ArtifactProgress:
         now = time.monotonic()
         try:
             if self.id is None:
-                key = "progress-" + "".join(c if c.isalnum() else "-" for c in self.unit.lower())
+                key = artifact_key("progress-" + self.unit)
                 self.id = create_progress_artifact(progress=pct, key=key, description=f"{self.unit} progress")
             elif now - self.last >= 1.0 or done >= total:
                 update_progress_artifact(self.id, progress=pct)
@@ -72,59 +97,82 @@ def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> s
     return res
 
 
-def _run_stage(stage: str, config_path: str, overrides: list[str] | None) -> list[stages.StageResult]:
-    cfg = load_config(config_path, overrides or [])
+def publish_stage(cfg, stage: str) -> None:
+    """The stage's counts as a table artifact and its pictures as image artifacts (keyed, so they
+    are listed on the Artifacts page and keep their history across runs)."""
+    from omni.plots import data_url
+    from omni.stage_tables import stage_pictures, stage_table
+
+    logger = get_run_logger()
+    try:
+        rows = stage_table(cfg, stage)
+        if rows:
+            create_table_artifact(table=rows, key=artifact_key(f"{stage}-counts"),
+                                  description=f"{stage}: what each part of the stage did ({cfg.workdir})")
+        for title, png in stage_pictures(cfg, stage):
+            create_markdown_artifact(markdown=f"### {title}\n\n![{title}]({data_url(png)})\n\nFile: `{png}`\n",
+                                     key=artifact_key(title), description=title)
+    except Exception as exc:  # showing the work must never fail it
+        logger.warning("%s: artifacts not published: %s", stage, exc)
+
+
+def _run_stage(stage: str, config_path: str, overrides: list[str] | None,
+               settings: RunSettings | None = None) -> list[stages.StageResult]:
+    overrides = all_overrides(overrides, settings)
+    cfg = load_config(config_path, overrides)  # a bad config or override fails here, before any unit
     tags = ["gpu"] if stage in stages.GPU_STAGES else []
     results = [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in stages.units(cfg, stage)]
-    return [r.result() if isinstance(r, State) else r for r in results]  # a "Cached" state carries the result
+    results = [r.result() if isinstance(r, State) else r for r in results]  # a "Cached" state carries the result
+    publish_stage(cfg, stage)
+    return results
 
 
-@flow(name="ingest", log_prints=True)
-def ingest_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=True)
+def ingest_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Fetch, validate and de-duplicate the target clips and every crawl list."""
-    return _run_stage("ingest", config_path, overrides)
+    return _run_stage("ingest", config_path, overrides, settings)
 
 
-@flow(name="extract", log_prints=True)
-def extract_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="extract", flow_run_name=run_name("extract"), log_prints=True)
+def extract_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Decode frames and clips into the frame store."""
-    return _run_stage("extract", config_path, overrides)
+    return _run_stage("extract", config_path, overrides, settings)
 
 
-@flow(name="teacher", log_prints=True)
-def teacher_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="teacher", flow_run_name=run_name("teacher"), log_prints=True)
+def teacher_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Train the image and video teachers on the target set."""
-    return _run_stage("teacher", config_path, overrides)
+    return _run_stage("teacher", config_path, overrides, settings)
 
 
-@flow(name="score", log_prints=True)
-def score_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="score", flow_run_name=run_name("score"), log_prints=True)
+def score_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Score every web sample with its teacher."""
-    return _run_stage("score", config_path, overrides)
+    return _run_stage("score", config_path, overrides, settings)
 
 
-@flow(name="filter", log_prints=True)
-def filter_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="filter", flow_run_name=run_name("filter"), log_prints=True)
+def filter_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Keep the web samples the teacher agrees with."""
-    return _run_stage("filter", config_path, overrides)
+    return _run_stage("filter", config_path, overrides, settings)
 
 
-@flow(name="manifest", log_prints=True)
-def manifest_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="manifest", flow_run_name=run_name("manifest"), log_prints=True)
+def manifest_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Write the Parquet manifests."""
-    return _run_stage("manifest", config_path, overrides)
+    return _run_stage("manifest", config_path, overrides, settings)
 
 
-@flow(name="train", log_prints=True)
-def train_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="train", flow_run_name=run_name("train"), log_prints=True)
+def train_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Train the target-only baseline and the OmniSource student."""
-    return _run_stage("train", config_path, overrides)
+    return _run_stage("train", config_path, overrides, settings)
 
 
-@flow(name="evaluate", log_prints=True)
-def evaluate_flow(config_path: str, overrides: list[str] | None = None):
+@flow(name="evaluate", flow_run_name=run_name("evaluate"), log_prints=True)
+def evaluate_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
     """Evaluate the trained models on the target val set."""
-    return _run_stage("evaluate", config_path, overrides)
+    return _run_stage("evaluate", config_path, overrides, settings)
 
 
 STAGE_FLOWS = {"ingest": ingest_flow, "extract": extract_flow, "teacher": teacher_flow, "score": score_flow,

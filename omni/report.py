@@ -87,7 +87,32 @@ def report_table(rep: dict, extra: dict | None = None) -> str:
 
 
 def report_markdown(rep: dict) -> str:
-    return "# OmniSource run\n\n```\n" + report_table(rep) + "\n```\n"
+    """The run summary as markdown tables (what the web data was worth first), with the output files."""
+    from .stage_tables import table_markdown
+
+    out = ["# OmniSource run", ""]
+    runs_ = rep["runs"]
+    if {"baseline", "omnisource"} <= set(runs_):
+        d = runs_["omnisource"]["top1"] - runs_["baseline"]["top1"]
+        out += [f"**Web data worth {d * 100:+.1f} points top-1**: target-only baseline "
+                f"{_pct(runs_['baseline']['top1'])} -> OmniSource {_pct(runs_['omnisource']['top1'])}", ""]
+    if runs_:
+        out += ["## Models on the target val set", "", table_markdown(
+            [{"run": r, "top-1": _pct(m["top1"]), "top-5": _pct(m["top5"]),
+              "mean class acc": _pct(m["mean_class_accuracy"])} for r, m in runs_.items()]), ""]
+    if rep.get("teacher"):
+        out += ["## Teachers on the target val set", "", table_markdown(
+            [{"teacher": k, "top-1": _pct((v or {}).get("top1"))} for k, v in rep["teacher"].items()]), ""]
+    if rep["sources"]:
+        out += ["## Web sources", "", table_markdown(
+            [{"source": src, "crawled": s["crawled"], "ingested": s["ingested"], "samples": s["samples"],
+              "kept": s["kept"], "rejected (reason: count)": "; ".join(f"{k}: {v}" for k, v in s["rejected"].items())}
+             for src, s in rep["sources"].items()]), ""]
+    w = rep["workdir"]
+    out += ["## Files", "", f"- manifest: `{w}/manifest/web_items.parquet`, `{w}/manifest/train.parquet`",
+            f"- models: `{w}/train/<run>/model.pt`; metrics: `{w}/eval/<run>/metrics.json`",
+            f"- filter: `{w}/filter/summary.json`, contact sheets `{w}/filter/contact-<source>.png`", ""]
+    return "\n".join(out)
 
 
 def _pct(v) -> str:

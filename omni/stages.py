@@ -45,8 +45,8 @@ log = logging.getLogger("omni")
 Progress = Callable[[int, int], None]
 
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
-VERSIONS = {"ingest": 3, "extract": 2, "teacher": 2, "score": 2, "filter": 2, "manifest": 2, "train": 2,
-            "evaluate": 2}
+VERSIONS = {"ingest": 3, "extract": 2, "teacher": 3, "score": 2, "filter": 2, "manifest": 2, "train": 3,
+            "evaluate": 3}
 FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
 RUNS = ("baseline", "omnisource")
@@ -531,9 +531,22 @@ def _teacher(u: Unit) -> dict:
 
     _threads(u)
     s = u.settings
-    return train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir, u.keys[u.name],
-                         seed=s["seed"], amp=s["amp"], run=_run_options(u), progress=u.progress,
-                         should_stop=u.should_stop)
+    res = train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir,
+                        u.keys[u.name], seed=s["seed"], amp=s["amp"], run=_run_options(u), progress=u.progress,
+                        should_stop=u.should_stop)
+    _curve_png(u, res)
+    return {k: v for k, v in res.items() if k != "curve"}
+
+
+def _curve_png(u: Unit, res: dict) -> None:
+    from .plots import training_curve_png
+
+    val = (res.get("val") or {}).get("top1")
+    title = f"{u.name}: {res.get('steps')} steps" + (f", val top-1 {100 * val:.1f}%" if val is not None else "")
+    try:
+        training_curve_png(res.get("curve") or [], title, u.dir / "curve.png")
+    except Exception as exc:  # a picture must never fail the stage
+        log.warning("%s: no training curve picture: %s", u.name, exc)
 
 
 def _score(u: Unit) -> dict:
@@ -640,6 +653,7 @@ def _train(u: Unit) -> dict:
               amp=t.amp, run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
     res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))
     write_json_atomic(u.dir / "summary.json", res)
+    _curve_png(u, res)
     return {k: v for k, v in res.items() if k != "curve"}
 
 
@@ -657,6 +671,14 @@ def _evaluate(u: Unit) -> dict:
                              loader_workers=u.runtime["train.loader_workers"])
     metrics["run"] = u.part
     write_json_atomic(u.dir / "metrics.json", metrics)
+    from .plots import confusion_png
+
+    try:
+        confusion_png(metrics["confusion"], metrics["class_names"],
+                      f"{u.part}: top-1 {100 * metrics['top1']:.1f}% on {metrics['num_samples']} val clips",
+                      u.dir / "confusion.png")
+    except Exception as exc:  # a picture must never fail the stage
+        log.warning("%s: no confusion matrix picture: %s", u.name, exc)
     return {k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "clip_top1", "num_samples")}
 
 

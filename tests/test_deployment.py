@@ -90,6 +90,27 @@ def _logs(url: str, flow_run_ids: list[str]) -> list[dict]:
         offset += 200
 
 
+def _run_id(cli_output: str) -> str:
+    import re
+
+    m = re.search(r"UUID: ([0-9a-f-]{36})", cli_output)
+    assert m, cli_output
+    return m.group(1)
+
+
+def _ids(url: str) -> list[str]:
+    return [r["id"] for r in _flow_runs(url)]
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_readme_deployment_path_end_to_end(server, tmp_path):
     env, url = server
     for pool in ("omni-cpu", "omni-gpu"):
@@ -129,8 +150,30 @@ def test_readme_deployment_path_end_to_end(server, tmp_path):
         logs = _logs(url, [r["id"] for r in runs])
         assert any(entry["name"].startswith("omni") for entry in logs), \
             f"library logs did not reach the UI: {sorted({e['name'] for e in logs})}"
-        keys = {a["key"] for a in _api(url, "/artifacts/filter", {}) if a.get("key")}
-        assert "omnisource-report" in keys and "progress-train-omnisource" in keys
+        assert parent["name"].startswith("omnisource · ")  # run names say what ran on what
+        artifacts = {a["key"]: a for a in _api(url, "/artifacts/filter", {}) if a.get("key")}
+        assert "omnisource-report" in artifacts and "progress-train-omnisource" in artifacts
+        # every stage's counts as a table, and the pictures a user looks at
+        for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate"):
+            assert artifacts[f"{stage}-counts"]["type"] == "table", stage
+        ingest_rows = json.loads(artifacts["ingest-counts"]["data"])
+        assert {r["unit"] for r in ingest_rows} >= {"ingest/target", "ingest/web_images"}
+        assert sum(r["failed"] for r in ingest_rows) > 0  # the demo's planted bad files are counted
+        for key in ("filter-kept-vs-rejected-web-images", "train-omnisource-training-curve",
+                    "evaluate-omnisource-confusion-matrix"):
+            assert "](data:image/jpeg;base64," in artifacts[key]["data"], key
+        assert "| baseline |" in artifacts["omnisource-report"]["data"]  # a markdown table, not a code block
+
+        # the run form has typed fields, and a value out of bounds is refused before any run starts
+        dep = next(d for d in _api(url, "/deployments/filter", {}) if d["name"] == "omnisource-cpu")
+        schema = dep["parameter_openapi_schema"]
+        fields = schema["definitions"]["RunSettings"]["properties"]
+        assert {"workdir", "seed", "student_steps", "teacher_steps", "device", "threads", "keep_fraction",
+                "require_top1"} <= set(fields)
+        n_runs = len(_flow_runs(url))
+        bad_param = _prefect(env, "deployment", "run", "omnisource/omnisource-cpu", "--params",
+                             json.dumps({"config_path": str(cfg_path), "settings": {"keep_fraction": 2}}))
+        assert bad_param.returncode != 0 and len(_flow_runs(url)) == n_runs, bad_param.stdout[-2000:]
 
         # one stage deployment ad hoc: a cache hit now
         run = _prefect(env, "deployment", "run", "filter/filter", "--param", f"config_path={cfg_path}", "--watch",
@@ -151,6 +194,32 @@ def test_readme_deployment_path_end_to_end(server, tmp_path):
         assert time.time() - t0 < 240
         logs = _logs(url, [failed["id"]])
         assert any("min_scor: unknown key" in entry["message"] for entry in logs)
+
+        # Cancel (the UI's button, here through the CLI) stops training promptly, keeps its checkpoint,
+        # and the next run resumes from it (the pipeline: everything before training is a cache hit)
+        params = json.dumps({"config_path": str(cfg_path), "settings": {"student_steps": 200000}})
+        ckpt = Path(cfg["workdir"]) / "train" / "baseline" / "checkpoint.pth"
+        before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
+        started = _prefect(env, "deployment", "run", "omnisource/omnisource-cpu", "--params", params)
+        assert started.returncode == 0, started.stdout + started.stderr
+        run_id = _run_id(started.stdout)
+        _wait(lambda: ckpt.exists() and ckpt.stat().st_mtime_ns > before, 300, "a new training checkpoint")
+        cancel = _prefect(env, "flow-run", "cancel", run_id)
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        t0 = time.time()  # the request is in: from here on it is omni's and the worker's time
+        _wait(lambda: _api(url, f"/flow_runs/{run_id}")["state_type"] == "CANCELLED", 120, "the run cancelled")
+        cancel_s = time.time() - t0
+        print(f"cancel requested -> run Cancelled in {cancel_s:.1f} s")
+        assert cancel_s < 30
+        _wait(lambda: any("checkpoint kept at step" in e["message"] for e in _logs(url, _ids(url))), 30,
+              "the stopped run's checkpoint line:\n" + (tmp_path / "worker.log").read_text()[-4000:])
+        again = _prefect(env, "deployment", "run", "omnisource/omnisource-cpu", "--params", params)
+        rerun_id = _run_id(again.stdout)
+        _wait(lambda: any("resuming from step" in e["message"] for e in _logs(url, _ids(url))), 300,
+              "the rerun resuming from the checkpoint")
+        _prefect(env, "flow-run", "cancel", rerun_id)
+        _wait(lambda: _api(url, f"/flow_runs/{rerun_id}")["state_type"] in ("CANCELLED", "CRASHED", "FAILED"), 120,
+              "the rerun cancelled")
     finally:
         _stop(worker)  # SIGINT: the worker ignores SIGTERM
         worker_log.close()

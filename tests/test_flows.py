@@ -88,3 +88,21 @@ def test_user_errors_are_not_retried_but_transient_ones_are():
 
     assert not _retry_unless_user_error(None, None, State(ListError("list not found: x")))
     assert _retry_unless_user_error(None, None, State(OSError("disk hiccup")))
+
+
+def test_run_form_fields_become_overrides_and_bad_values_are_refused():
+    import pydantic
+
+    from flows.params import RunSettings, all_overrides
+    from omni.config import load_config
+
+    s = RunSettings(student_steps=40, teacher_steps=30, require_top1=True, keep_fraction=0.3, threads=1)
+    assert all_overrides(["train.model.lr=0.01"], s) == [
+        "train.model.steps=40", "teacher.image.steps=30", "teacher.video.steps=30", "train.threads=1",
+        "filter.keep_fraction=0.3", "filter.require_top1=true", "train.model.lr=0.01"]
+    assert all_overrides(None, None) == [] and RunSettings().overrides() == []
+    for bad in ({"keep_fraction": 2}, {"student_steps": 0}, {"device": "tpu"}, {"epochs": 3}):
+        with pytest.raises(pydantic.ValidationError):
+            RunSettings(**bad)
+    cfg = load_config(ROOT / "configs" / "example.yaml", all_overrides([], s))
+    assert cfg.train.model.steps == 40 and cfg.teacher.video.steps == 30 and cfg.filter.require_top1 is True

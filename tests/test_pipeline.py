@@ -56,6 +56,34 @@ def test_every_stage_ran_and_outputs_follow_the_contract(done_run, tiny_world):
         assert m["class_names"] == cfg.class_names()
 
 
+def test_each_stage_reports_its_counts_and_draws_its_pictures(done_run):
+    from PIL import Image
+
+    from omni.stage_tables import stage_pictures, stage_table
+
+    cfg = done_run[1]
+    ingest = {r["unit"]: r for r in stage_table(cfg, "ingest")}
+    web = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
+    for src in ("web_images", "web_videos"):
+        items = web[web["source"] == src].drop_duplicates("item_id")
+        assert ingest[f"ingest/{src}"]["rows"] == len(items)
+        assert ingest[f"ingest/{src}"]["failed"] == (items["status"] == "failed").sum()
+        assert ingest[f"ingest/{src}"]["leak"] == (items["status"] == "leak").sum()
+    assert "file not found: 1" in ingest["ingest/web_images"]["failed by reason"]
+    kept = {r["source"]: r["kept"] for r in stage_table(cfg, "filter")}
+    assert kept == web[web["status"] == "kept"].groupby("source").size().to_dict()
+    top1 = {r["unit"]: r["top-1"] for r in stage_table(cfg, "evaluate")}
+    m = json.loads((cfg.workdir / "eval" / "omnisource" / "metrics.json").read_text())
+    assert top1["evaluate/omnisource"] == f"{100 * m['top1']:.1f}%"
+    pictures = {title: p for stage in stages.STAGES for title, p in stage_pictures(cfg, stage)}
+    assert {"train/baseline: training curve", "train/omnisource: training curve", "teacher/video: training curve",
+            "evaluate/omnisource: confusion matrix", "filter: kept vs rejected, web_videos"} <= set(pictures)
+    for p in pictures.values():
+        with Image.open(p) as im:
+            assert im.format == "PNG" and min(im.size) >= 100
+            assert len(set(im.convert("L").getdata())) > 10  # something drawn, not a blank canvas
+
+
 def test_bad_inputs_get_precise_reasons(done_run):
     cfg = done_run[1]
     web = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
