@@ -58,6 +58,7 @@ def run_id(cli_output: str) -> str:
 class LocalPrefect:
     def __init__(self, home: Path | None = None, port: int | None = None):
         self.home = Path(home or tempfile.mkdtemp(prefix="omni-prefect-home-"))
+        self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.ui = f"http://127.0.0.1:{self.port}"
@@ -71,6 +72,7 @@ class LocalPrefect:
         env = dict(self.env)
         if name == "server":
             env.pop("PREFECT_API_URL")
+            env["PREFECT_UI_API_URL"] = self.url  # else the UI calls port 4200's API, whatever --port says
         p = subprocess.Popen([str(BIN / "prefect"), *args], env=env, cwd=ROOT if name != "server" else self.home,
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append((p, log, sig))
