@@ -65,6 +65,9 @@ class ExtractConfig(_Strict):
     backend: Literal["auto", "pyav", "decord", "ffmpeg"] = "auto"
     max_duration_s: float = Field(1800.0, gt=0, description="seconds of each video considered (the rest is cut)")
     max_windows_per_video: int = Field(100, ge=1, description="untrimmed windows kept per video (evenly spread)")
+    frame_codec: Literal["raw", "jpeg"] = Field("raw", description="how the frame store keeps frames: raw "
+                                                "uint8 (fastest to read) or JPEG (a fraction of the bytes)")
+    jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of the frame store (frame_codec: jpeg)")
 
 
 class ModelConfig(_Strict):

@@ -145,7 +145,8 @@ class ClipDataset(Dataset):
 
     def frames(self, row: int) -> np.ndarray:
         c = self._cols
-        return self.store.read(c["shard"][row], c["offset"][row], c["t"][row], c["h"][row], c["w"][row])
+        return self.store.read(c["shard"][row], c["offset"][row], c["t"][row], c["h"][row], c["w"][row],
+                               min_side=self.size)
 
     def load(self, idx: int, rng: np.random.Generator, t_offset: float = 0.5, position: float = 0.5
              ) -> torch.Tensor:

@@ -64,7 +64,7 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
     """Worker: decode one chunk of items into one shard; returns the part file's path."""
     ecfg = ExtractConfig(**cfg)
     root = Path(root)
-    writer = ShardWriter(root / "frames", chunk_id)
+    writer = ShardWriter(root / "frames", chunk_id, codec=ecfg.frame_codec, quality=ecfg.jpeg_quality)
     rows = []
     try:
         for item in items:
@@ -200,6 +200,7 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
         "samples": int(len(ok)),
         "failed_items": int((samples["extract_status"] == "failed").sum()),
         "frames": int(ok["t"].sum()) if len(ok) else 0,
-        "bytes": int(sum(p.stat().st_size for p in (out_dir / "frames").glob("shard-*.bin"))),
+        "bytes": int(sum(p.stat().st_size for p in (out_dir / "frames").glob("shard-*")
+                         if p.suffix in (".bin", ".jpgs"))),
         "elapsed_s": round(elapsed, 2),
     }

@@ -39,6 +39,7 @@ import pandas as pd
 from . import cache
 from .atomic import write_json_atomic
 from .config import Config, ConfigError, SourceConfig
+from .cores import CoreShare, usable_cores
 
 log = logging.getLogger("omni")
 
@@ -344,6 +345,7 @@ class Unit:
     cfg: Config  # for paths only (workdir, lists); bodies read settings from ``settings``
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
+    cores: CoreShare = field(default_factory=CoreShare)
 
     def input(self, unit: str) -> Path:
         return require(self.cfg, self.keys, unit)
@@ -411,9 +413,16 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     cache.clear_done(d)
     write_json_atomic(started_file, {"key": key})
     log.info("%s: running (%s)", unit, key[:12])
-    ctx = Unit(unit, part, unit_settings(cfg, unit), runtime_settings(cfg), d, Path(cfg.workdir), keys, cfg,
-               progress, should_stop)
-    info = BODIES[stage](ctx)
+    runtime = runtime_settings(cfg)
+    with CoreShare(fixed=runtime["train.threads"], reserved=runtime["train.loader_workers"]) as cores:
+
+        def stop_check() -> bool:  # called every training step: a cheap place to follow the core share
+            cores.apply()
+            return bool(should_stop and should_stop())
+
+        ctx = Unit(unit, part, unit_settings(cfg, unit), runtime, d, Path(cfg.workdir), keys, cfg, progress,
+                   stop_check, cores)
+        info = BODIES[stage](ctx)
     cache.mark_done(d, key, **info)
     log.info("%s: %s", unit, summarise(info))
     return StageResult(unit, key, False, info)
@@ -506,23 +515,10 @@ def _run_options(u: Unit):
                       loader_workers=u.runtime["train.loader_workers"])
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def compute_threads(runtime: dict) -> int:
-    """One budget for a run's cores: ``train.threads`` when set, else the cores this process may
-    use less one per DataLoader worker process (each loads on one thread)."""
-    return runtime["train.threads"] or max(1, usable_cores() - runtime["train.loader_workers"])
-
-
 def _threads(u: Unit) -> None:
-    import torch
-
-    torch.set_num_threads(compute_threads(u.runtime))
+    """Compute threads for this unit: ``train.threads`` when set, else this run's share of the
+    machine's cores (omni/cores.py), re-checked while it trains."""
+    u.cores.apply(force=True)
 
 
 def _teacher(u: Unit) -> dict:

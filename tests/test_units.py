@@ -1,6 +1,7 @@
 """Small pure functions: windows, resampling, leak matching, cache keys, frame store."""
 import numpy as np
 import pytest
+from PIL import Image
 
 from omni import cache, leak
 from omni.data import resampling_weights, temporal_indices
@@ -68,6 +69,47 @@ def test_leak_matching_finds_a_cropped_reencoded_copy_and_not_others():
     assert leak.decode(leak.encode(ref[0])).shape == ref[0].shape
 
 
+def _smooth_clip(t: int, h: int, w: int, seed: int) -> np.ndarray:
+    """A natural-looking clip (smooth gradients and a moving disc): what JPEG is made for."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for i in range(t):
+        base = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), 60 + 20 * i)], -1)
+        cy, cx = h // 2, int(w * (0.2 + 0.6 * i / max(1, t - 1)))
+        base[(yy - cy) ** 2 + (xx - cx) ** 2 < (h // 5) ** 2] = rng.integers(0, 255, 3)
+        frames.append(base)
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def test_jpeg_frame_store_is_small_close_and_decodes_only_what_is_indexed(tmp_path, monkeypatch):
+    from omni import framestore
+
+    clip = _smooth_clip(8, 96, 128, 0)
+    still = _smooth_clip(1, 60, 80, 1)
+    raw_w, jpg_w = ShardWriter(tmp_path, "r"), ShardWriter(tmp_path, "j", codec="jpeg", quality=90)
+    refs = {name: (w.append(clip), w.append(still)) for name, w in (("raw", raw_w), ("jpeg", jpg_w))}
+    raw_w.close()
+    jpg_w.close()
+    assert (tmp_path / "j.jpgs").stat().st_size < 0.15 * (tmp_path / "r.bin").stat().st_size
+    store = FrameStore(tmp_path)
+    c, s = (store.read(**r) for r in refs["jpeg"])
+    assert c.shape == clip.shape and s.shape == still.shape and len(c) == 8
+    assert np.abs(np.asarray(c).astype(int) - clip).mean() < 3
+    assert np.abs(np.asarray(s[0]).astype(int) - still[0]).mean() < 3
+    decoded = []
+    real = framestore.JpegFrames._decode
+    monkeypatch.setattr(framestore.JpegFrames, "_decode", lambda self, f: decoded.extend(f) or real(self, f))
+    raw_c = store.read(**refs["raw"][0])
+    for key in (([1, 5], slice(10, 50), slice(20, 90)), (3,), (slice(0, 8, 2), slice(None), slice(5, 9))):
+        decoded.clear()
+        got = c[key if len(key) > 1 else key[0]]
+        assert got.shape == raw_c[key if len(key) > 1 else key[0]].shape
+        assert len(decoded) == len(np.arange(8)[key[0]].reshape(-1))  # only the frames asked for
+    with pytest.raises(ValueError, match="unknown frame codec"):
+        ShardWriter(tmp_path, "x", codec="png")
+
+
 def test_stage_keys_change_with_settings_and_inputs():
     a = cache.stage_key("x", 1, {"k": 1}, {"up": "abc"})
     assert a == cache.stage_key("x", 1, {"k": 1}, {"up": "abc"})
@@ -85,3 +127,19 @@ def test_frame_store_round_trip(tmp_path):
     w.close()
     store = FrameStore(tmp_path)
     assert (store.read(**ra) == a).all() and (store.read(**rb) == b).all()
+
+
+def test_jpeg_crops_decode_at_a_reduced_scale_only_when_the_input_size_allows(tmp_path):
+    clip = _smooth_clip(4, 240, 320, 2)
+    w = ShardWriter(tmp_path, "j", codec="jpeg", quality=95)
+    ref = w.append(clip)
+    w.close()
+    store = FrameStore(tmp_path)
+    crop = (slice(0, 4, 2), slice(20, 220), slice(40, 260))
+    full = store.read(**ref)[crop]
+    assert full.shape == (2, 200, 220, 3)
+    small = store.read(**ref, min_side=48)[crop]  # a 48 px model input: 1/4 scale still gives >= 48 px
+    assert small.shape == (2, 50, 55, 3)
+    reduced = np.asarray(Image.fromarray(full[0]).resize((55, 50), Image.Resampling.BOX)).astype(int)
+    assert np.abs(small[0].astype(int) - reduced).mean() < 4  # the same region, fewer pixels
+    assert store.read(**ref, min_side=200)[crop].shape == (2, 200, 220, 3)  # too big to reduce

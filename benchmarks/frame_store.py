@@ -1,0 +1,149 @@
+"""Frame store codecs side by side: bytes per sample and training-loader clips/s, raw vs JPEG.
+
+Two sets of samples: the demo world's extracted samples (a finished demo workdir, re-coded), and
+the real videos in ../shared/realdata decoded at 320 px short side, 8 frames per clip (what omni's
+default extract writes). Each set is written with every codec into a fresh store; the training
+loader (``ClipDataset``, training augmentation, one process) then draws the same clips from each,
+interleaved, and the training step rate of the same model is measured in the same run for
+reference. Ratios are to raw.
+
+    .venv/bin/python benchmarks/frame_store.py --demo-workdir omni-demo/run [--out benchmarks/results/frame_store.md]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from omni.data import ClipDataset  # noqa: E402
+from omni.framestore import FrameStore, ShardWriter  # noqa: E402
+
+CODECS = (("raw", None), ("jpeg", 95), ("jpeg", 90), ("jpeg", 75))
+
+
+def demo_samples(workdir: Path, limit: int) -> list[np.ndarray]:
+    samples = pd.concat([pd.read_parquet(p) for p in sorted(workdir.glob("extract/*/samples.parquet"))])
+    samples = samples[samples["shard"].astype(str) != ""]
+    samples = samples.sample(min(limit, len(samples)), random_state=0)
+    store = FrameStore(workdir)
+    return [np.asarray(store.read_row(r)) for r in samples.to_dict("records")]
+
+
+def realdata_samples(folder: Path, short_side: int = 320) -> list[np.ndarray]:
+    from omni.decode import Window, decode_windows
+    from omni.media import check_video, sniff_file
+
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in (".mp4", ".avi", ".webm", ".mkv"):
+            continue
+        try:
+            dur = check_video(p, sniff_file(p), None).duration_s or 2.0
+            wins = [Window(s, min(dur, s + 2.0)) for s in np.arange(0, max(dur - 2.0, 0.01), 2.0)[:8]]
+            out += decode_windows(p, wins, 8, short_side)
+        except Exception as exc:  # a file this decoder cannot read is not this benchmark's subject
+            print(f"  skipped {p.name}: {exc}")
+    return out
+
+
+def write_store(samples: list[np.ndarray], root: Path, codec: str, quality: int | None) -> pd.DataFrame:
+    w = ShardWriter(root / "frames", "shard-00000", codec=codec, quality=quality or 90)
+    rows = []
+    for i, s in enumerate(samples):
+        ref = w.append(s)
+        ref["shard"] = "frames/" + ref["shard"]
+        rows.append({**ref, "item_id": f"i{i}", "sample_id": f"s{i}", "label": i % 4})
+    w.close()
+    return pd.DataFrame(rows)
+
+
+def loader_rate(ds: ClipDataset, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds[i % len(ds)]
+    return n / (time.perf_counter() - t0)
+
+
+def train_rate(size: int, frames: int, batch: int = 16, steps: int = 5) -> float:
+    """Clips/s of one training step of omni's default student (c3d_small), for scale."""
+    from omni.models import build_model
+
+    model = build_model("c3d_small", 4, 24, None)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x = torch.randn(batch, 3, frames, size, size)
+    y = torch.randint(0, 4, (batch,))
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo-workdir", type=Path, help="a finished demo run's workdir (omni demo: WORKDIR/run)")
+    ap.add_argument("--realdata", type=Path, default=ROOT.parent / "shared" / "realdata")
+    ap.add_argument("--limit", type=int, default=400, help="demo samples to re-code")
+    ap.add_argument("--draws", type=int, default=300, help="clips drawn per loader measurement")
+    ap.add_argument("--input-size", type=int, default=48)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frame_store.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    sets = []
+    if args.demo_workdir:
+        sets.append(("demo world samples", demo_samples(args.demo_workdir, args.limit)))
+    if args.realdata.is_dir():
+        sets.append(("realdata, 320 px, 8 frames", realdata_samples(args.realdata)))
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    lines = ["# Frame store: raw vs JPEG", "",
+             f"`benchmarks/frame_store.py`: bytes per sample, and clips/s of the training loader (one process, "
+             f"training augmentation, {args.input_size} px input, 8 frames), same clips, same run. "
+             f"For scale: one c3d_small training step runs at "
+             f"{train_rate(args.input_size, 8):.0f} clips/s on this machine.", ""]
+    for name, samples in sets:
+        if not samples:
+            continue
+        shape = samples[0].shape
+        lines += [f"## {name} ({len(samples)} samples, e.g. {shape[0]}x{shape[1]}x{shape[2]})", "",
+                  "| codec | bytes/sample | vs raw | loader clips/s | vs raw | mean abs pixel error |",
+                  "|---|---|---|---|---|---|"]
+        with tempfile.TemporaryDirectory() as tmp:
+            stores = {}
+            for codec, q in CODECS:
+                root = Path(tmp) / f"{codec}{q or ''}"
+                rows = write_store(samples, root, codec, q)
+                size = sum(p.stat().st_size for p in (root / "frames").iterdir())
+                ds = ClipDataset(rows, root, num_frames=8, size=args.input_size, train=True, group_by_item=False)
+                err = float(np.mean([np.abs(np.asarray(ds.store.read_row(r)).astype(np.int16) - s).mean()
+                                     for r, s in zip(rows.to_dict("records")[:50], samples[:50])]))
+                stores[(codec, q)] = (ds, size / len(samples), err)
+            rates = {k: [] for k in stores}
+            for _ in range(3):  # interleaved, so that a busy moment hits every codec alike
+                for k, (ds, _, _) in stores.items():
+                    rates[k].append(loader_rate(ds, args.draws // 3))
+            raw_bytes, raw_rate = stores[("raw", None)][1], float(np.median(rates[("raw", None)]))
+            for (codec, q), (ds, per, err) in stores.items():
+                r = float(np.median(rates[(codec, q)]))
+                lines.append(f"| {codec}{f' q{q}' if q else ''} | {per / 1e3:.1f} KB | {per / raw_bytes:.3f} | "
+                             f"{r:.0f} | {r / raw_rate:.2f} | {err:.2f} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
