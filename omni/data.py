@@ -101,7 +101,7 @@ def shrink_for_input(frames: np.ndarray, size: int) -> np.ndarray:
     h, w = frames.shape[1:3]
     target = int(np.ceil(size / 0.7))
     if min(h, w) <= target:
-        return frames
+        return np.asarray(frames)  # a jpeg-coded still is decoded here; a raw one stays a view
     im = Image.fromarray(np.ascontiguousarray(frames[0])).resize(scaled_size(w, h, target), Image.BOX)
     return np.asarray(im)[None]
 

@@ -63,7 +63,7 @@ _WEB_ONLY_INGEST = frozenset({"leak_threshold", "leak_check", "image_short_side"
 # extract settings that only untrimmed videos use, and the few that images use
 _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot_threshold",
                                      "max_windows_per_video"})
-_IMAGE_EXTRACT = frozenset({"short_side", "shard_items"})
+_IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha")

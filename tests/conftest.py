@@ -12,6 +12,9 @@ os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", os.path.join(_HOME, "results"))
+# omni's per-machine cache (precision choice, the registry of runs sharing the cores) stays inside the
+# suite: an omni run elsewhere on the machine must not change the suite's thread counts mid-test
+os.environ["OMNI_CACHE_DIR"] = os.path.join(_HOME, "omni-cache")
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 

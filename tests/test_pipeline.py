@@ -200,3 +200,27 @@ def test_extra_crawl_list_columns_reach_the_manifest(tmp_path, tiny_world):
     web = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
     assert len(web) == len(lst)
     assert sorted(web["caption"]) == sorted(lst["caption"])
+
+
+def test_a_jpeg_frame_store_feeds_the_same_clips_at_a_fraction_of_the_bytes(done_run, tmp_path, tiny_world):
+    from omni.data import ClipDataset
+
+    raw_cfg = done_run[1]
+    cfg = load_config(write_config(tmp_path, tiny_world, extract={"frame_codec": "jpeg", "jpeg_quality": 90}))
+    for stage in ("ingest", "extract"):
+        stages.run_stage(cfg, stage)
+    for unit in ("extract/target", "extract/web_videos", "extract/web_images"):
+        raw, jpg = (json.loads((c.workdir / unit / "_done.json").read_text()) for c in (raw_cfg, cfg))
+        assert jpg["samples"] == raw["samples"] and jpg["bytes"] < 0.5 * raw["bytes"], unit
+    assert list((cfg.workdir / "extract" / "target" / "frames").glob("*.jpgs"))
+    for unit in ("extract/target", "extract/web_images"):
+        a, b = (pd.read_parquet(c.workdir / unit / "samples.parquet") for c in (raw_cfg, cfg))
+        a, b = (x[x["extract_status"] == "ok"].sort_values("sample_id").reset_index(drop=True) for x in (a, b))
+        assert a["sample_id"].tolist() == b["sample_id"].tolist()
+        da, db = (ClipDataset.for_model(x, c.workdir, raw_cfg.train.model, train=False, group_by_item=False)
+                  for x, c in ((a, raw_cfg), (b, cfg)))
+        for i in range(min(6, len(da))):
+            xa, ya = da[i]
+            xb, yb = db[i]
+            assert xa.shape == xb.shape and ya == yb
+            assert (xa - xb).abs().mean() < 0.15  # normalised units: a few grey levels of JPEG error
