@@ -98,8 +98,9 @@ def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> s
 
 
 def publish_stage(cfg, stage: str) -> None:
-    """The stage's counts as a table artifact and its pictures as image artifacts (keyed, so they
-    are listed on the Artifacts page and keep their history across runs)."""
+    """The stage's counts as a table artifact and each of its pictures as a markdown artifact with
+    the image inline (the UI shows those; an image artifact would print its whole data URL too).
+    Keyed, so they are listed on the Artifacts page and keep their history across runs."""
     from omni.plots import data_url
     from omni.stage_tables import stage_pictures, stage_table
 
