@@ -138,6 +138,16 @@ class EvaluateConfig(_Strict):
     batch_size: int = Field(32, ge=1)
 
 
+class ClusterConfig(_Strict):
+    """Where item-parallel work runs: without a scheduler, local processes and threads."""
+    scheduler_address: str | None = Field(None, description="a Dask scheduler (tcp://host:8786): ingest, "
+                                          "extract and score fan out over its workers, which must see the "
+                                          "workdir at the same path")
+    shard_items: int = Field(256, ge=1, description="crawl-list rows (ingest) or samples (score) per shard")
+    score_resources: dict[str, float] = Field(default_factory=dict, description="Dask worker resources a "
+                                              "scoring shard needs, e.g. {GPU: 1}")
+
+
 class Config(_Strict):
     workdir: Path
 
@@ -156,6 +166,7 @@ class Config(_Strict):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("sources")
     @classmethod

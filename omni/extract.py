@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +20,7 @@ import pandas as pd
 from .config import ExtractConfig
 from .decode import DecodeError, Window, decode_windows, load_image
 from .atomic import write_parquet_atomic
+from .fanout import map_shards
 from .framestore import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -148,12 +147,13 @@ def default_window_s(targets: pd.DataFrame) -> float:
 
 
 def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: ExtractConfig, workers: int = 1,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, scheduler: str | None = None) -> dict:
     """Decode every job into ``out_dir/frames`` and write ``out_dir/samples.parquet``.
 
     ``shard`` in the samples table is ``<store_prefix>/frames/<shard id>``: a path relative to
     the folder that readers open the frame store at (the workdir), so samples from several
-    extract units can be read through one store."""
+    extract units can be read through one store. With ``scheduler`` the chunks run on that Dask
+    cluster (omni/fanout.py); the frame store and table are the same either way."""
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     chunks = [work[i:i + ecfg.shard_items] for i in range(0, len(work), ecfg.shard_items)]
@@ -167,27 +167,15 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
     if progress:
         progress(done, len(chunks))
     cfg_dict = ecfg.model_dump()
-    if workers == 1 or len(todo) <= 1:
-        for cid, ch in todo:
-            _extract_chunk(cid, ch, cfg_dict, str(out_dir))
-            done += 1
-            if progress:
-                progress(done, len(chunks))
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-        try:
-            futs = [pool.submit(_extract_chunk, cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo]
-            for fut in as_completed(futs):
-                fut.result()
-                done += 1
-                if progress:
-                    progress(done, len(chunks))
-        except BaseException:  # stop now; finished chunks are kept, a rerun does the rest
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+
+    def finished(_part: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(chunks))
+
+    map_shards(_extract_chunk, [(cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo], finished,
+               scheduler=scheduler, workers=workers, kind="process", name=f"extract {store_prefix}")
     parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
     samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
     has_shard = samples["shard"].astype(str) != ""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .atomic import write_json_atomic, write_parquet_atomic
 from .dedup import mark_duplicates_and_leaks
+from .fanout import map_shards
 from .fetch import Fetcher, FetchOptions
 from .ingest_stats import source_stats
 from .journal import Journal
@@ -73,6 +74,15 @@ def _attach_records(df: pd.DataFrame, journal: Journal, url_col: str, kind_col: 
     return df
 
 
+def fetch_shard(urls: list[str], kind: str, fetch: FetchOptions, tmp_dir: str, blobs: str,
+                validate: ValidateOptions, threads: int) -> list[dict]:
+    """A cluster worker's share of a crawl list: fetch and check ``urls`` with ``threads``
+    threads; returns their journal records (a bad URL is a record, never an exception)."""
+    fetcher = Fetcher(fetch, Path(tmp_dir))
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(urls)))) as pool:
+        return list(pool.map(lambda u: fetch_and_validate(fetcher, u, kind, Path(blobs), validate), urls))
+
+
 def read_targets(train_list: Path, val_list: Path, class_names: list[str]) -> pd.DataFrame:
     frames = []
     for split, path in (("train", train_list), ("val", val_list)):
@@ -111,6 +121,26 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
     return stats
 
 
+def _fetch_on_cluster(todo: list[str], kind: str, fetch: FetchOptions, tmp: Path, blobs: Path,
+                      validate: ValidateOptions, threads: int, journal: Journal, total: int,
+                      progress: Progress | None, scheduler: str, shard_items: int) -> None:
+    done = total - len(todo)
+
+    def record(recs: list[dict]) -> None:
+        nonlocal done
+        for rec in recs:
+            journal.add(rec)
+        done += len(recs)
+        if progress:
+            progress(done, total)
+
+    if progress:
+        progress(done, total)
+    shards = [(todo[i:i + shard_items], kind, fetch, str(tmp), str(blobs), validate, threads)
+              for i in range(0, len(todo), shard_items)]
+    map_shards(fetch_shard, shards, record, scheduler=scheduler, name=f"ingest {kind}")
+
+
 def read_source_list(name: str, kind: str, list_path: Path, class_names: list[str], url_column: str,
                      query_column: str, default_query: str | None) -> pd.DataFrame:
     df = read_crawl_list(list_path, class_names, url_column, query_column, default_query)
@@ -124,8 +154,11 @@ def ingest_source(name: str, kind: str, list_path: Path, url_column: str, query_
                   default_query: str | None, class_names: list[str], fetch: FetchOptions,
                   validate: ValidateOptions, leak_check: bool, leak_threshold: float, targets_file: Path,
                   out_dir: Path, journal_dir: Path, blobs: Path, workers: int = 16,
-                  progress: Progress | None = None) -> dict:
-    """Fetch and check one crawl list; writes ``items.parquet`` and ``stats.json``."""
+                  progress: Progress | None = None, scheduler: str | None = None, shard_items: int = 256) -> dict:
+    """Fetch and check one crawl list; writes ``items.parquet`` and ``stats.json``.
+
+    With ``scheduler`` the URLs go in shards of ``shard_items`` to that Dask cluster (each
+    worker fetches its shard with ``workers`` threads; records are journaled here as shards end)."""
     out_dir = Path(out_dir)
     items = read_source_list(name, kind, list_path, class_names, url_column, query_column, default_query)
     fetcher = Fetcher(fetch, out_dir / "tmp")
@@ -136,11 +169,15 @@ def ingest_source(name: str, kind: str, list_path: Path, url_column: str, query_
         urls = list(dict.fromkeys(wanted["url"]))  # a URL listed twice is fetched once
         todo = [u for u in urls if journal.get(u, kind) is None]
 
-        def work(url) -> int:
-            journal.add(fetch_and_validate(fetcher, url, kind, blobs, validate))
-            return 1
+        if scheduler:
+            _fetch_on_cluster(todo, kind, fetch, out_dir / "tmp", blobs, validate, workers, journal, len(urls),
+                              progress, scheduler, shard_items)
+        else:
+            def work(url) -> int:
+                journal.add(fetch_and_validate(fetcher, url, kind, blobs, validate))
+                return 1
 
-        _run_jobs(todo, work, workers, len(urls), len(urls) - len(todo), progress)
+            _run_jobs(todo, work, workers, len(urls), len(urls) - len(todo), progress)
         items = _attach_records(items, journal, "url", "kind")
     bad_query = items["query_error"] != ""
     items.loc[bad_query, "status"] = "failed"  # judged now, from the current class list

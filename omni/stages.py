@@ -57,6 +57,7 @@ RUNS = ("baseline", "omnisource")
 RUNTIME_ONLY = frozenset({
     "ingest.workers", "ingest.per_host", "extract.workers", "train.device", "train.threads",
     "train.loader_workers", "train.checkpoint_every_steps", "train.baseline", "evaluate.batch_size",
+    "cluster.scheduler_address", "cluster.shard_items", "cluster.score_resources",
 })
 # ingest settings that only web items use (target clips are checked in place, never leak-checked)
 _WEB_ONLY_INGEST = frozenset({"leak_threshold", "leak_check", "image_short_side", "max_image_pixels"})
@@ -477,7 +478,8 @@ def _ingest(u: Unit) -> dict:
                          ValidateOptions(ing["max_image_pixels"], ing["image_short_side"], ing["max_video_pixels"]),
                          ing["leak_check"], ing["leak_threshold"], u.input("ingest/target") / "targets.parquet",
                          u.dir, journal, downloads_dir(u.cfg), workers=u.runtime["ingest.workers"],
-                         progress=u.progress)
+                         progress=u.progress, scheduler=u.runtime["cluster.scheduler_address"],
+                         shard_items=u.runtime["cluster.shard_items"])
 
 
 def _extract(u: Unit) -> dict:
@@ -499,8 +501,8 @@ def _extract(u: Unit) -> dict:
         work = source_work(items, window_s, stride_s)
         info = {"window_s": window_s, "stride_s": stride_s} if window_s else {}
     workers = min(u.runtime["extract.workers"], usable_cores())  # decode processes never exceed the cores
-    return {**extract_items(work, u.dir, prefix, ecfg, workers=workers, progress=u.progress),
-            **info}
+    return {**extract_items(work, u.dir, prefix, ecfg, workers=workers, progress=u.progress,
+                            scheduler=u.runtime["cluster.scheduler_address"]), **info}
 
 
 def _target_samples(u: Unit) -> pd.DataFrame:
@@ -546,15 +548,19 @@ def _curve_png(u: Unit, res: dict) -> None:
 
 
 def _score(u: Unit) -> dict:
-    from .score import score_samples
+    from .score import assemble_scores, score_samples
     from .teacher import KIND_OF_SOURCE
 
     _threads(u)
     teacher = KIND_OF_SOURCE[_source(u.cfg, u.part).kind]
     samples = pd.read_parquet(u.input(f"extract/{u.part}") / "samples.parquet")
-    return score_samples(samples, u.workdir, u.input(f"teacher/{teacher}"), teacher, u.dir, amp=u.settings["amp"],
+    info = score_samples(samples, u.workdir, u.input(f"teacher/{teacher}"), teacher, u.dir, amp=u.settings["amp"],
                          device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],
-                         loader_workers=u.runtime["train.loader_workers"], progress=u.progress)
+                         loader_workers=u.runtime["train.loader_workers"], shard_items=u.runtime["cluster.shard_items"],
+                         scheduler=u.runtime["cluster.scheduler_address"],
+                         resources=u.runtime["cluster.score_resources"], progress=u.progress)
+    assemble_scores(u.dir, info["shards"])
+    return info
 
 
 def _filter(u: Unit) -> dict:
