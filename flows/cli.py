@@ -58,6 +58,11 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
 
     cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
     stages.check_config(cfg)
+    from omni import ranks
+
+    if ranks.launched_by_torchrun():  # every rank calls the stages itself; rank 0 records them
+        _run_ranked(cfg, stage)
+        return
     if no_prefect:
         from omni.progress import TextProgress
 
@@ -75,6 +80,22 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
         from flows.pipeline import omnisource
 
         omnisource(config_path, overrides)
+
+
+def _run_ranked(cfg, stage: str | None) -> None:
+    from omni import ranks, stages
+    from omni.progress import TextProgress
+
+    me = ranks.init_from_env(cfg.train.device)
+    logging.getLogger().setLevel(logging.INFO if me.main else logging.WARNING)
+    try:
+        keys = stages.Keys(cfg)
+        for name in [stage] if stage else list(stages.STAGES):
+            for r in stages.run_stage(cfg, name, keys, progress_for=TextProgress if me.main else None):
+                if me.main:
+                    print(f"{r.stage}: {'cache hit' if r.cached else 'done'} ({me.world_size} ranks)", flush=True)
+    finally:
+        ranks.leave()
 
 
 def _demo(args) -> int:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from . import cache
 from .atomic import write_json_atomic
+from .ranks import Ranks, current as current_ranks
 from .config import Config, ConfigError, SourceConfig
 from .cores import CoreShare, usable_cores
 
@@ -51,6 +52,7 @@ VERSIONS = {"ingest": 3, "extract": 2, "teacher": 3, "score": 2, "filter": 2, "m
 FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
 RUNS = ("baseline", "omnisource")
+RANKED_STAGES = frozenset({"teacher", "score", "train"})  # under torchrun every rank works on these
 
 # Settings that change how fast or where work runs, never what it computes: passed to the
 # units that use them, left out of every key.
@@ -347,6 +349,7 @@ class Unit:
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
     cores: CoreShare = field(default_factory=CoreShare)
+    ranks: Ranks = field(default_factory=Ranks)
 
     def input(self, unit: str) -> Path:
         return require(self.cfg, self.keys, unit)
@@ -385,13 +388,46 @@ def run_unit(cfg: Config, unit: str, keys: Keys | None = None, progress: Progres
              should_stop: Callable[[], bool] | None = None) -> StageResult:
     """Run one unit unless its key is already done; returns what it did."""
     keys = keys or Keys(cfg)
+    ranks = current_ranks()
+    if ranks.many:  # a torchrun job: rank 0 prepares and records, every rank of a RANKED_STAGES unit works
+        return _run_ranked_unit(cfg, unit, keys, progress, should_stop, ranks)
     claim_workdir(cfg)
     with workdir_lock(cfg):
         return _run_unit(cfg, unit, keys, progress, should_stop)
 
 
+def _run_ranked_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
+                     should_stop: Callable[[], bool] | None, ranks: Ranks) -> StageResult:
+    stage = unit.partition("/")[0]
+    d = stage_dir(cfg, unit)
+    if cache.is_done(d, keys[unit]):  # every rank sees the same files: the previous unit ended at a barrier
+        ranks.barrier()
+        return StageResult(unit, keys[unit], True, cache.read_done(d) or {})
+    error = None
+    if ranks.main:
+        claim_workdir(cfg)
+        try:
+            with workdir_lock(cfg):
+                result = _run_unit(cfg, unit, keys, progress, should_stop, ranks,
+                                   prepared=lambda: ranks.barrier() if stage in RANKED_STAGES else None)
+        except BaseException as exc:
+            error = exc
+    else:
+        try:
+            if stage in RANKED_STAGES:
+                ranks.barrier()  # rank 0 has cleared and claimed the unit's folder
+                _run_body(cfg, unit, keys, None, should_stop, ranks)
+        except BaseException as exc:
+            error = exc
+    if error is not None:
+        raise error  # the others stop at their next collective call when this process exits
+    ranks.barrier()  # rank 0 has recorded the unit as done
+    return result if ranks.main else StageResult(unit, keys[unit], False, cache.read_done(d) or {})
+
+
 def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
-              should_stop: Callable[[], bool] | None) -> StageResult:
+              should_stop: Callable[[], bool] | None, ranks: Ranks = Ranks(),
+              prepared: Callable[[], None] | None = None) -> StageResult:
     stage, _, part = unit.partition("/")
     d = stage_dir(cfg, unit)
     key = keys[unit]
@@ -414,6 +450,17 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     cache.clear_done(d)
     write_json_atomic(started_file, {"key": key})
     log.info("%s: running (%s)", unit, key[:12])
+    if prepared:
+        prepared()
+    info = _run_body(cfg, unit, keys, progress, should_stop, ranks)
+    cache.mark_done(d, key, **info)
+    log.info("%s: %s", unit, summarise(info))
+    return StageResult(unit, key, False, info)
+
+
+def _run_body(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
+              should_stop: Callable[[], bool] | None, ranks: Ranks) -> dict:
+    stage, _, part = unit.partition("/")
     runtime = runtime_settings(cfg)
     with CoreShare(fixed=runtime["train.threads"], reserved=runtime["train.loader_workers"]) as cores:
 
@@ -421,12 +468,9 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
             cores.apply()
             return bool(should_stop and should_stop())
 
-        ctx = Unit(unit, part, unit_settings(cfg, unit), runtime, d, Path(cfg.workdir), keys, cfg, progress,
-                   stop_check, cores)
-        info = BODIES[stage](ctx)
-    cache.mark_done(d, key, **info)
-    log.info("%s: %s", unit, summarise(info))
-    return StageResult(unit, key, False, info)
+        ctx = Unit(unit, part, unit_settings(cfg, unit), runtime, stage_dir(cfg, unit), Path(cfg.workdir), keys,
+                   cfg, progress, stop_check, cores, ranks)
+        return BODIES[stage](ctx)
 
 
 def run_stage(cfg: Config, stage: str, keys: Keys | None = None,
@@ -532,7 +576,8 @@ def _teacher(u: Unit) -> dict:
     res = train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir,
                         u.keys[u.name], seed=s["seed"], amp=s["amp"], run=_run_options(u), progress=u.progress,
                         should_stop=u.should_stop)
-    _curve_png(u, res)
+    if u.ranks.main:
+        _curve_png(u, res)
     return {k: v for k, v in res.items() if k != "curve"}
 
 
@@ -558,8 +603,11 @@ def _score(u: Unit) -> dict:
                          device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],
                          loader_workers=u.runtime["train.loader_workers"], shard_items=u.runtime["cluster.shard_items"],
                          scheduler=u.runtime["cluster.scheduler_address"],
-                         resources=u.runtime["cluster.score_resources"], progress=u.progress)
-    assemble_scores(u.dir, info["shards"])
+                         resources=u.runtime["cluster.score_resources"], rank=u.ranks.rank,
+                         world_size=u.ranks.world_size, progress=u.progress)
+    u.ranks.barrier()  # every rank's shards have their parts
+    if u.ranks.main:
+        assemble_scores(u.dir, info["shards"])
     return info
 
 
@@ -654,8 +702,9 @@ def _train(u: Unit) -> dict:
     res = fit(m, u.settings["classes"], ds(target), u.dir, u.keys[u.name], aux=aux, joint=joint, seed=t.seed,
               amp=t.amp, run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
     res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))
-    write_json_atomic(u.dir / "summary.json", res)
-    _curve_png(u, res)
+    if u.ranks.main:
+        write_json_atomic(u.dir / "summary.json", res)
+        _curve_png(u, res)
     return {k: v for k, v in res.items() if k != "curve"}
 
 

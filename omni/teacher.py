@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_json_atomic
+from .ranks import current
 from .config import ModelConfig
 from .data import ClipDataset
 from .metrics import classification_metrics
@@ -36,6 +37,8 @@ def train_teacher(mcfg: ModelConfig, target: pd.DataFrame, root: Path, class_nam
         raise ValueError("no usable target training clips: every target train item failed ingest or extract")
     res = fit(mcfg, class_names, teacher_dataset(train, root, mcfg, train=True, seed=seed), out_dir, key,
               seed=seed, amp=amp, run=run, progress=progress, should_stop=should_stop)
+    if not current().main:  # a torchrun rank other than 0: rank 0 reports
+        return res
     if len(val):
         model, m, _ = load_model(Path(out_dir) / "model.pt", run.device)
         vds = teacher_dataset(val, root, m, train=False)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRandomSampler, default_collate
 
 from .atomic import torch_save_atomic
 from .cancel import Cancelled
@@ -27,6 +27,7 @@ from .config import ModelConfig
 from .data import ClipDataset, resampling_weights
 from .models import build_model
 from .precision import use_autocast
+from .ranks import Ranks, current
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,48 @@ def _loader_args(workers: int, dev: torch.device) -> dict:
             "multiprocessing_context": "forkserver"}
 
 
-def _aux_loader(ds: ClipDataset, batch: int, joint: JointOptions, seed: int, loader: dict) -> DataLoader:
+class RankSlices(BatchSampler):
+    """This rank's share of each batch a single process would draw: every rank draws the same
+    global batches (same sampler, same generator seed) and keeps ``batch[rank::world_size]``, so
+    together the ranks train on exactly the single process's samples, class resampling included.
+    A rank whose share of a short batch is empty gets an empty batch (``None`` from the loader),
+    except with ``skip_short``, where a global batch smaller than the number of ranks is skipped
+    (the target loader: every rank needs target clips in every step)."""
+
+    def __init__(self, batches: BatchSampler, ranks: Ranks, skip_short: bool = False):
+        self.batches, self.ranks, self.skip_short = batches, ranks, skip_short
+
+    def __iter__(self):
+        for batch in self.batches:
+            if not self.skip_short or len(batch) >= self.ranks.world_size:
+                yield batch[self.ranks.rank::self.ranks.world_size]
+
+    def __len__(self) -> int:
+        n = len(self.batches)
+        last = len(self.batches.sampler) % self.batches.batch_size
+        short = self.skip_short and last and not self.batches.drop_last and last < self.ranks.world_size
+        return n - int(bool(short))
+
+
+def _collate(batch: list):
+    return default_collate(batch) if batch else None  # an empty share of a short batch
+
+
+def _loader(ds: ClipDataset, sampler, batch: int, drop_last: bool, ranks: Ranks, loader: dict,
+            skip_short: bool = False) -> DataLoader:
+    batches = BatchSampler(sampler, batch, drop_last)
+    if not ranks.many:
+        return DataLoader(ds, batch_sampler=batches, **loader)
+    return DataLoader(ds, batch_sampler=RankSlices(batches, ranks, skip_short), collate_fn=_collate, **loader)
+
+
+def _aux_loader(ds: ClipDataset, batch: int, joint: JointOptions, seed: int, loader: dict,
+                ranks: Ranks = Ranks()) -> DataLoader:
     weights = resampling_weights(ds.labels, joint.resample_power, joint.cap_per_class)
     gen = torch.Generator().manual_seed(seed)
     sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(ds),
                                     replacement=True, generator=gen)
-    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=False, **loader)
+    return _loader(ds, sampler, batch, False, ranks, loader)
 
 
 def total_steps(mcfg: ModelConfig, steps_per_epoch: int) -> int:
@@ -112,8 +149,12 @@ def build_optimizer(model: torch.nn.Module, mcfg: ModelConfig) -> torch.optim.Op
 
 
 def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: float, use_amp: bool,
-               dev: torch.device) -> torch.Tensor:
-    """CE(target batch) + w * CE(aux batches), with optional cross-dataset mixup."""
+               dev: torch.device, totals: tuple[float, float] | None = None, world_size: int = 1) -> torch.Tensor:
+    """CE(target batch) + w * CE(aux batches), with optional cross-dataset mixup.
+
+    With ``totals`` (the global target and auxiliary batch sizes over all ranks) each rank's
+    loss is its share of the global means, so DDP's gradient average equals the gradient of
+    the single-process loss even when ranks hold unequal slices."""
     n_t = parts[0]
     lam, perm = None, None
     if joint.mixup_alpha > 0 and len(parts) > 1:  # mix target clips with auxiliary clips
@@ -123,13 +164,19 @@ def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: fl
         x[:n_t] = lam * x[:n_t] + (1 - lam) * x[perm]
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
         logits = model(x).float()
-    ce = lambda lg, t: F.cross_entropy(lg, t, label_smoothing=smoothing)  # noqa: E731
+
+    def ce(lg, t, total):
+        if totals is None:
+            return F.cross_entropy(lg, t, label_smoothing=smoothing)
+        return F.cross_entropy(lg, t, label_smoothing=smoothing, reduction="sum") * world_size / max(total, 1)
+
+    t_total, a_total = totals or (None, None)
     if lam is not None:
-        loss = lam * ce(logits[:n_t], y[:n_t]) + (1 - lam) * ce(logits[:n_t], y[perm])
+        loss = lam * ce(logits[:n_t], y[:n_t], t_total) + (1 - lam) * ce(logits[:n_t], y[perm], t_total)
     else:
-        loss = ce(logits[:n_t], y[:n_t])
-    if len(parts) > 1:
-        loss = loss + joint.aux_loss_weight * ce(logits[n_t:], y[n_t:])
+        loss = ce(logits[:n_t], y[:n_t], t_total)
+    if len(parts) > 1 and len(y) > n_t:
+        loss = loss + joint.aux_loss_weight * ce(logits[n_t:], y[n_t:], a_total)
     return loss
 
 
@@ -143,7 +190,8 @@ class _State:
 
 
 def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, state: _State, joint: JointOptions,
-                    smoothing: float, use_amp: bool, dev: torch.device, on_step: Callable[[], None]) -> None:
+                    smoothing: float, use_amp: bool, dev: torch.device, on_step: Callable[[], None],
+                    ranks: Ranks = Ranks()) -> None:
     """One pass over the target loader (or up to the step budget)."""
     model.train()
     for xb, yb in tloader:
@@ -151,13 +199,20 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
             return
         xs, ys, parts = [xb], [yb], [len(yb)]
         for it in aux_iters.values():
-            xa, ya = next(it)
+            got = next(it)
+            if got is None:  # this rank's share of a short auxiliary batch is empty (torchrun)
+                continue
+            xa, ya = got
             xs.append(xa)
             ys.append(ya)
             parts.append(len(ya))
         x = torch.cat(xs).to(dev, non_blocking=True)
         y = torch.cat(ys).to(dev, non_blocking=True)
-        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev)
+        totals = None
+        if ranks.many:  # this step's global batch sizes: each rank's loss is its share of the global means
+            t_total, a_total = ranks.sum([parts[0], sum(parts[1:])])
+            totals = (t_total, a_total)
+        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev, totals, ranks.world_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -172,7 +227,12 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
         aux: dict[str, ClipDataset] | None = None, joint: JointOptions = JointOptions(), seed: int = 0,
         amp: bool | str = "auto", run: RunOptions = RunOptions(), progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train and write ``model.pt`` (weights, config, class names) under ``out_dir``."""
+    """Train and write ``model.pt`` (weights, config, class names) under ``out_dir``.
+
+    Under ``torchrun`` (omni/ranks.py) every rank trains a DistributedDataParallel replica on its
+    slice of each global batch (``RankSlices``); rank 0 writes checkpoints and the model, and
+    every rank resumes from the same checkpoint."""
+    ranks = current()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(run.device)
@@ -185,10 +245,10 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     gen = torch.Generator().manual_seed(seed)
     largs = _loader_args(run.loader_workers, dev)
     # keep a short last batch (small target sets are the point), unless BatchNorm would see one clip
-    tloader = DataLoader(target, batch_size=batch, shuffle=True, drop_last=len(target) % batch == 1,
-                         generator=gen, **largs)
+    tloader = _loader(target, RandomSampler(target, generator=gen), batch, len(target) % batch == 1, ranks, largs,
+                      skip_short=True)
     aux = {k: v for k, v in (aux or {}).items() if len(v)}
-    aux_iters = {k: _forever(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs))
+    aux_iters = {k: _forever(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs, ranks))
                  for i, (k, v) in enumerate(aux.items())}
     steps_per_epoch = len(tloader)
     total = total_steps(mcfg, steps_per_epoch)
@@ -208,12 +268,20 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             log.info("%s: resuming from step %d/%d", out_dir.name, state.step, total)
         else:
             ckpt_path.unlink()
+    net = model
+    if ranks.many:
+        if dev.type == "cuda":  # BatchNorm statistics over the global batch (SyncBatchNorm is CUDA-only)
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[torch.cuda.current_device()] if dev.type == "cuda" else None)
     resumed_from = state.step
     started = time.time()
     log_every = max(1, total // 10)
     curve: list[dict] = []
 
     def checkpoint() -> None:
+        if not ranks.main:
+            return
         torch_save_atomic({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
                            "lr_scheduler": sched.state_dict(), "step": state.step,
                            "torch_rng": torch.get_rng_state(), "config": mcfg.model_dump(mode="json"),
@@ -232,15 +300,16 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             log.info("%s step %d/%d loss %.3f lr %.4f  %.1f clips/s  eta %.0fs", out_dir.name, state.step, total,
                      loss, sched.get_last_lr()[0], state.seen / max(el, 1e-9),
                      (total - state.step) * el / max(1, state.step - resumed_from))
-        if should_stop and should_stop():
+        stop = bool(should_stop and should_stop())
+        if ranks.any(stop):  # every rank stops after the same step
             raise Cancelled(f"{out_dir.name}: stopped at step {state.step}/{total}")
 
     epoch = state.step // max(1, steps_per_epoch)
     try:
         while state.step < total:
             target.epoch = epoch
-            train_one_epoch(model, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp,
-                            dev, on_step)
+            train_one_epoch(net, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp,
+                            dev, on_step, ranks)
             epoch += 1
     except BaseException:  # a stop request or a crash: keep what was learned so far
         if state.step > resumed_from:
@@ -248,9 +317,12 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             log.info("%s: checkpoint kept at step %d/%d", out_dir.name, state.step, total)
         raise
     elapsed = time.time() - started
-    torch_save_atomic({"model": model.state_dict(), "config": mcfg.model_dump(mode="json"),
-                       "num_classes": num_classes, "class_names": list(class_names)}, out_dir / "model.pt")
-    return {"steps": total, "resumed_from_step": resumed_from, "clips_seen": state.seen,
+    if ranks.main:
+        torch_save_atomic({"model": model.state_dict(), "config": mcfg.model_dump(mode="json"),
+                           "num_classes": num_classes, "class_names": list(class_names)}, out_dir / "model.pt")
+    state.seen = int(ranks.sum([state.seen])[0])
+    ranks.barrier()  # model.pt is there for every rank
+    return {"steps": total, "world_size": ranks.world_size, "resumed_from_step": resumed_from, "clips_seen": state.seen,
             "clips_per_s": round(state.seen / elapsed, 1) if elapsed > 0 and state.seen else None,
             "final_loss": (round(float(torch.stack(state.losses[-max(1, steps_per_epoch):]).mean()), 4)
                            if state.losses else None),
