@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     for name, text in STAGE_HELP.items():
         common(sub.add_parser(name, help=f"run one stage: {text}"))
+    unit = sub.add_parser("_unit")  # internal: one unit's body on the ranks of a torchrun job (omni/launch.py)
+    unit.add_argument("config")
+    unit.add_argument("unit")
     rep = sub.add_parser("report", help="print the summary tables of a finished run")
     rep.add_argument("config", help="pipeline config (YAML)")
     rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -151,11 +154,24 @@ def main(argv: list[str] | None = None) -> int:
         raise_on_signals()
     from omni.config import ConfigError
     from omni.lists import ListError
+    from omni.fanout import FanoutError
+    from omni.launch import LaunchError
     from omni.stages import StageError
 
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "_unit":
+            from omni import ranks, stages
+            from omni.config import load_config
+
+            cfg = load_config(args.config)
+            ranks.init_from_env(cfg.train.device)
+            try:
+                stages.run_body_on_ranks(cfg, args.unit)
+            finally:
+                ranks.leave()
+            return 0
         if args.command == "report":
             from omni.config import load_config
             from omni.report import pipeline_report, report_table
@@ -170,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n" + report_table(pipeline_report(load_config(args.config, args.overrides))))
         return 0
-    except (ConfigError, ListError, StageError) as exc:
+    except (ConfigError, ListError, StageError, FanoutError, LaunchError) as exc:
         print(f"omni: error: {exc}", file=sys.stderr)
         return 2
     except Cancelled as exc:

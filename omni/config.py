@@ -128,6 +128,8 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
     loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (GPU workers want several)")
+    nproc_per_node: int = Field(1, ge=1, description="ranks for teacher, score and train: >1 runs them under "
+                                "torchrun (one rank per GPU) when omni was not itself started by torchrun")
     amp: bool | Literal["auto"] = Field("auto", description="bf16 autocast: auto = CUDA, or a CPU with "
                                         "native bf16 where it was measured faster")
     checkpoint_every_steps: int = Field(50, ge=1)

@@ -58,7 +58,8 @@ RANKED_STAGES = frozenset({"teacher", "score", "train"})  # under torchrun every
 # units that use them, left out of every key.
 RUNTIME_ONLY = frozenset({
     "ingest.workers", "ingest.per_host", "extract.workers", "train.device", "train.threads",
-    "train.loader_workers", "train.checkpoint_every_steps", "train.baseline", "evaluate.batch_size",
+    "train.loader_workers", "train.checkpoint_every_steps", "train.baseline", "train.nproc_per_node",
+    "evaluate.batch_size",
     "cluster.scheduler_address", "cluster.shard_items", "cluster.score_resources",
 })
 # ingest settings that only web items use (target clips are checked in place, never leak-checked)
@@ -452,7 +453,13 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     log.info("%s: running (%s)", unit, key[:12])
     if prepared:
         prepared()
-    info = _run_body(cfg, unit, keys, progress, should_stop, ranks)
+    nproc = cfg.train.nproc_per_node
+    if nproc > 1 and stage in RANKED_STAGES and not ranks.many:  # torchrun as a child: the ranks run the body
+        from .launch import run_ranked_body
+
+        info = run_ranked_body(cfg.model_dump(mode="json"), unit, d, nproc, should_stop)
+    else:
+        info = _run_body(cfg, unit, keys, progress, should_stop, ranks)
     cache.mark_done(d, key, **info)
     log.info("%s: %s", unit, summarise(info))
     return StageResult(unit, key, False, info)
@@ -471,6 +478,18 @@ def _run_body(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
         ctx = Unit(unit, part, unit_settings(cfg, unit), runtime, stage_dir(cfg, unit), Path(cfg.workdir), keys,
                    cfg, progress, stop_check, cores, ranks)
         return BODIES[stage](ctx)
+
+
+def run_body_on_ranks(cfg: Config, unit: str) -> None:
+    """``omni _unit``: one unit's body on every rank of a torchrun job started by omni/launch.py
+    (the parent process prepared the unit and records it); rank 0 leaves the result."""
+    from .launch import RESULT
+
+    ranks = current_ranks()
+    info = _run_body(cfg, unit, Keys(cfg), None, None, ranks)
+    if ranks.main:
+        write_json_atomic(stage_dir(cfg, unit) / RESULT, info)
+    ranks.barrier()
 
 
 def run_stage(cfg: Config, stage: str, keys: Keys | None = None,

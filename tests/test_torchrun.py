@@ -158,3 +158,21 @@ def test_scoring_shards_over_ranks_gives_the_single_process_scores(ready, tmp_pa
         np.testing.assert_allclose(a["teacher_score"], b["teacher_score"], atol=1e-5)
         done = json.loads((tmp_path / "work" / "score" / src / "_done.json").read_text())
         assert done["shards"] >= 2
+
+
+def test_the_pipelines_train_stage_starts_torchrun_itself(ready, tmp_path):
+    """train.nproc_per_node: 2 on an ordinary run (a Prefect GPU worker's case): the stage runs its
+    ranks as a child torchrun job and records the unit itself."""
+    cfg_path, cfg = ready
+    shutil.copytree(cfg.workdir, tmp_path / "work", ignore=shutil.ignore_patterns("train", "eval", ".omni-lock"))
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg_path.read_text().replace(str(cfg.workdir), str(tmp_path / "work")))
+    ranked = load_config(path, ["train.nproc_per_node=2"])
+    results = stages.run_stage(ranked, "train")
+    assert [r.stage for r in results] == ["train/baseline", "train/omnisource"]
+    for r in results:
+        summary = json.loads((ranked.workdir / r.stage / "summary.json").read_text())
+        assert summary["world_size"] == 2 and r.info["world_size"] == 2
+        assert (ranked.workdir / r.stage / "model.pt").exists()
+    assert all(r.cached for r in stages.run_stage(ranked, "train"))
+    assert stages.Keys(ranked)["train/omnisource"] == stages.Keys(load_config(path))["train/omnisource"]
