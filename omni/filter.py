@@ -5,10 +5,29 @@ minimum probability of the query class (``min_score``) is an extra knob.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from .config import FilterConfig
+
+
+def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
+    """A ``scores.parquet`` without its probability vectors, read in batches: each row's
+    ``query_rank`` (0: the query class is the teacher's top class) is computed from its vector
+    and the vector dropped, so memory grows with the rows, not with rows x classes."""
+    import pyarrow.parquet as pq
+
+    out = []
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=batch_rows):
+            df = batch.to_pandas()
+            probs = (np.stack(df["teacher_probs"].to_numpy()) if len(df) else np.zeros((0, 1), np.float32))
+            df["query_rank"] = ((probs > df["teacher_score"].to_numpy()[:, None]).sum(axis=1) if len(df)
+                                else np.zeros(0, int))
+            out.append(df.drop(columns=["teacher_probs"]))
+    return pd.concat(out, ignore_index=True) if out else pd.read_parquet(path).drop(columns=["teacher_probs"])
 
 
 def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str]) -> pd.DataFrame:
@@ -18,10 +37,13 @@ def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[st
     default, the authors' rule; off with ``require_top1: false``); its probability at least
     ``min_score``; and with ``keep_fraction``, the sample among the best-scored share of its
     source's items for that query (a ranking, robust to a badly calibrated teacher)."""
-    probs = np.stack(scores["teacher_probs"].to_numpy()) if len(scores) else np.zeros((0, len(class_names)))
     labels = scores["label"].to_numpy().astype(int)
     qp = scores["teacher_score"].to_numpy()
-    rank = (probs > qp[:, None]).sum(axis=1) if len(scores) else np.zeros(0, int)  # 0: the top class
+    if "query_rank" in scores.columns:
+        rank = scores["query_rank"].to_numpy().astype(int)
+    else:
+        probs = np.stack(scores["teacher_probs"].to_numpy()) if len(scores) else np.zeros((0, len(class_names)))
+        rank = (probs > qp[:, None]).sum(axis=1) if len(scores) else np.zeros(0, int)  # 0: the top class
     frac = (scores.groupby(["source", "label"])["teacher_score"].rank(method="first", ascending=False, pct=True)
             .to_numpy() if len(scores) else np.zeros(0))
     status, reason = [], []

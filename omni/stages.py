@@ -633,11 +633,12 @@ def _score(u: Unit) -> dict:
 def _filter(u: Unit) -> dict:
     from .atomic import write_parquet_atomic
     from .config import FilterConfig
-    from .filter import filter_scores
+    from .filter import filter_scores, read_scores
     from .score import SCORE_COLUMNS
 
-    parts = [pd.read_parquet(u.input(f"score/{s.name}") / "scores.parquet") for s in u.cfg.sources]
-    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    parts = [read_scores(u.input(f"score/{s.name}") / "scores.parquet") for s in u.cfg.sources]
+    empty = pd.DataFrame(columns=[c for c in SCORE_COLUMNS if c != "teacher_probs"] + ["query_rank"])
+    scores = pd.concat(parts, ignore_index=True) if parts else empty
     out = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
     write_parquet_atomic(out, u.dir / "filtered.parquet")
     sheets = _inspect_filter(u, scores.merge(out, on="sample_id"))

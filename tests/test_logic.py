@@ -37,6 +37,18 @@ def test_filter_min_score_top_k_and_top1_off_are_knobs():
     assert filter_scores(s, FilterConfig(require_top1=False, keep_fraction=None), NAMES)["filter_status"].tolist() == ["kept"] * 4
 
 
+def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tmp_path):
+    from omni.filter import read_scores
+
+    s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4]),
+                 ("d", 1, [0.5, 0.1, 0.4]), ("e", 1, [0.2, 0.7, 0.1])])
+    s.to_parquet(tmp_path / "scores.parquet")
+    light = read_scores(tmp_path / "scores.parquet", batch_rows=2)
+    assert "teacher_probs" not in light.columns and light["query_rank"].tolist() == [0, 1, 0, 2, 0]
+    for rule in (FilterConfig(require_top1=True, keep_fraction=None, top_k=2), FilterConfig()):
+        pd.testing.assert_frame_equal(filter_scores(light, rule, NAMES), filter_scores(s, rule, NAMES))
+
+
 def test_the_default_filter_keeps_the_best_scored_half_per_source_and_query():
     assert FilterConfig().keep_fraction == 0.5 and not FilterConfig().require_top1
 
