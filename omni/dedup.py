@@ -7,6 +7,8 @@ item of the same list, are ``duplicate`` (the first occurrence is kept).
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import pandas as pd
 
@@ -14,8 +16,12 @@ from . import leak
 
 
 def mark_duplicates_and_leaks(items: pd.DataFrame, targets: pd.DataFrame, threshold: float,
-                              check_near: bool = True) -> pd.DataFrame:
-    """Adds ``leak_of`` and ``leak_similarity``; rewrites ``status``/``reason`` of copies."""
+                              check_near: bool = True, thumbs_of: Callable[[Any], str | None] | None = None,
+                              chunk: int = 4096) -> pd.DataFrame:
+    """Adds ``leak_of`` and ``leak_similarity``; rewrites ``status``/``reason`` of copies.
+
+    ``thumbs_of(index)`` gives an item's stored thumbnails (default: its ``thumbs`` column);
+    they are decoded ``chunk`` items at a time, so a long list never has all of them in memory."""
     items = items.copy()
     items["leak_of"] = ""
     items["leak_similarity"] = np.nan
@@ -40,12 +46,16 @@ def mark_duplicates_and_leaks(items: pd.DataFrame, targets: pd.DataFrame, thresh
     items.loc[again, "status"] = "duplicate"
     items.loc[again, "reason"] = "same bytes as " + items.loc[again, "sha256"].map(first)
     if check_near and len(val_t):
-        cand = items[items["status"] == "ok"]
-        if len(cand):
-            sims, which = leak.best_matches([leak.decode(t) for t in cand["thumbs"]],
-                                            [leak.decode(t) for t in val_t["thumbs"]])
-            val_paths = val_t["path"].tolist()
-            for idx, s, w in zip(cand.index, sims, which):
+        thumbs_of = thumbs_of or (lambda i: items.at[i, "thumbs"])
+        reference = [leak.decode(t) for t in val_t["thumbs"]]
+        val_paths = val_t["path"].tolist()
+        cand = items.index[items["status"] == "ok"]
+        for c0 in range(0, len(cand), chunk):
+            ids = cand[c0:c0 + chunk]
+            stored = [thumbs_of(i) for i in ids]
+            sims, which = leak.best_matches([leak.decode(t) if t else np.zeros((0, 1), np.uint8) for t in stored],
+                                            reference)
+            for idx, s, w in zip(ids, sims, which):
                 if w < 0:
                     continue
                 items.at[idx, "leak_similarity"] = float(s)

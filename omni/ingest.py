@@ -61,10 +61,17 @@ def _clear_partial_downloads(tmp: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _attach_records(df: pd.DataFrame, journal: Journal, url_col: str, kind_col: str) -> pd.DataFrame:
+def _attach_records(df: pd.DataFrame, journal: Journal, url_col: str, kind_col: str,
+                    with_thumbs: bool = False) -> pd.DataFrame:
+    """The journal's record of each row's URL as columns; leak thumbnails only ``with_thumbs``
+    (the target set's, which web items are compared against; a crawl list's stay on disk)."""
     df = df.copy()
     recs = [journal.get(u, k) or {} for u, k in zip(df[url_col], df[kind_col])]
     for col in RECORD_COLUMNS:
+        if col == "thumbs":
+            if with_thumbs:
+                df[col] = [journal.thumbs(u, k) for u, k in zip(df[url_col], df[kind_col])]
+            continue
         values = [r.get(col) for r in recs]
         if col in df.columns:  # keep the list's own value where the record has none
             values = [v if v is not None else old for v, old in zip(values, df[col])]
@@ -110,7 +117,7 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
             return 1
 
         _run_jobs(todo, work, workers, len(targets), len(targets) - len(todo), progress)
-        out = _attach_records(targets.rename(columns={"path": "url"}), journal, "url", "kind")
+        out = _attach_records(targets.rename(columns={"path": "url"}), journal, "url", "kind", with_thumbs=True)
     out["path"] = out["url"]
     out = out.drop(columns=["url"])
     write_parquet_atomic(out, out_dir / "targets.parquet")
@@ -179,11 +186,12 @@ def ingest_source(name: str, kind: str, list_path: Path, url_column: str, query_
 
             _run_jobs(todo, work, workers, len(urls), len(urls) - len(todo), progress)
         items = _attach_records(items, journal, "url", "kind")
-    bad_query = items["query_error"] != ""
-    items.loc[bad_query, "status"] = "failed"  # judged now, from the current class list
-    items.loc[bad_query, "reason"] = items.loc[bad_query, "query_error"]
-    targets = pd.read_parquet(targets_file)
-    items = mark_duplicates_and_leaks(items, targets, leak_threshold, leak_check)
+        bad_query = items["query_error"] != ""
+        items.loc[bad_query, "status"] = "failed"  # judged now, from the current class list
+        items.loc[bad_query, "reason"] = items.loc[bad_query, "query_error"]
+        targets = pd.read_parquet(targets_file)
+        items = mark_duplicates_and_leaks(items, targets, leak_threshold, leak_check,
+                                          thumbs_of=lambda i: journal.thumbs(items.at[i, "url"], kind))
     index = {n: i for i, n in enumerate(class_names)}
     items["label"] = [index.get(q, -1) if not e else -1 for q, e in zip(items["query"], items["query_error"])]
     write_parquet_atomic(items, out_dir / "items.parquet")
