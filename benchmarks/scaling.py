@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from omni.demo.world import demo_config, generate_world, tiny_spec  # noqa: E402
 
 STAGES = ("ingest", "extract", "score")
-BASE = dict(images_per_class=8, videos_per_class=3, untrimmed_per_class=1)
+BASE = dict(images_per_class=40, videos_per_class=15, untrimmed_per_class=3)
 
 
 def tree_rss(proc: psutil.Process) -> int:
