@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     for name, text in STAGE_HELP.items():
         common(sub.add_parser(name, help=f"run one stage: {text}"))
+    abl = sub.add_parser("ablate", help="the paper's ablation table from the cached stages: target only, each "
+                         "source, all, unfiltered, each training practice off")
+    common(abl)
+    abl.add_argument("--seeds", type=int, default=1, help="repeat each variant with this many seeds (default 1)")
     unit = sub.add_parser("_unit")  # internal: one unit's body on the ranks of a torchrun job (omni/launch.py)
     unit.add_argument("config")
     unit.add_argument("unit")
@@ -83,6 +87,33 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
         from flows.pipeline import omnisource
 
         omnisource(config_path, overrides)
+
+
+def _ablate(args) -> int:
+    from omni.config import load_config
+
+    if args.seeds < 1:
+        raise SystemExit("omni ablate: --seeds must be at least 1")
+    cfg = load_config(args.config, args.overrides)
+    from omni import stages
+
+    stages.check_config(cfg)
+    if args.no_prefect:
+        from omni.ablate import run_ablation
+        from omni.progress import TextProgress
+
+        keys = stages.Keys(cfg)
+        for name in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
+            stages.run_stage(cfg, name, keys, progress_for=TextProgress)
+        run_ablation(cfg, keys, args.seeds, progress_for=TextProgress)
+    else:
+        from flows.ablate import ablate_flow
+
+        ablate_flow(args.config, args.overrides, args.seeds)
+    out = cfg.workdir / "ablation"
+    print((out / "ablation.md").read_text())
+    print(f"table: {out / 'ablation.csv'}; chart: {out / 'ablation.png'}")
+    return 0
 
 
 def _run_ranked(cfg, stage: str | None) -> None:
@@ -161,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "ablate":
+            return _ablate(args)
         if args.command == "_unit":
             from omni import ranks, stages
             from omni.config import load_config

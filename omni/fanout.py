@@ -13,6 +13,7 @@ spawned) or threads.
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Callable, Sequence
@@ -66,13 +67,14 @@ def _on_dask(fn, shards, on_result, scheduler: str, resources: dict, name: str) 
     except Exception as exc:
         raise FanoutError(f"cannot reach the Dask scheduler at {scheduler}: {type(exc).__name__}: {exc}") from None
     futs = []
+    batch = uuid.uuid4().hex[:12]
     try:
         log.info("%s: %d shards to the Dask cluster at %s (%d workers)", name, len(shards), scheduler,
                  len(client.scheduler_info().get("workers", {})))
         # retries: a shard whose worker died is run again elsewhere (results are files or rows,
         # written atomically, so a repeat is harmless)
         futs = [client.submit(fn, *shard, pure=False, retries=2, resources=resources or None,
-                              key=f"omni-{name}-{i}-{id(shards)}") for i, shard in enumerate(shards)]
+                              key=f"omni-{name}-{i}-{batch}") for i, shard in enumerate(shards)]
         with client.as_current():
             for fut in dask_completed(futs):
                 try:

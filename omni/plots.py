@@ -73,6 +73,37 @@ def training_curve_png(curve: list[dict], title: str, out: Path, size: tuple[int
     return _save(im, out)
 
 
+def bar_chart_png(labels: list[str], values: list[float], spreads: list[float], title: str, out: Path,
+                  row_h: int = 26, width: int = 720) -> Path:
+    """Horizontal bars (0-100) with a +-spread whisker each: one row per label."""
+    left, right, top, bottom = 170, 60, 34, 30
+    h = top + bottom + row_h * len(labels)
+    im = Image.new("RGB", (width, h), BG)
+    d = ImageDraw.Draw(im)
+    font = ImageFont.load_default()
+    span = width - left - right
+
+    def x(v):
+        return left + span * max(0.0, min(100.0, v)) / 100
+
+    for i in range(6):
+        gx = left + span * i / 5
+        d.line([(gx, top), (gx, h - bottom)], fill=GRID)
+        d.text((gx - 8, h - bottom + 6), f"{20 * i}", fill=AXIS, font=font)
+    d.text((left, 8), title, fill=AXIS, font=font)
+    for i, (name, v, sd) in enumerate(zip(labels, values, spreads)):
+        y0 = top + i * row_h + 5
+        y1 = y0 + row_h - 10
+        d.text((6, y0 + 2), name[:26], fill=AXIS, font=font)
+        d.rectangle([left, y0, x(v), y1], fill=LOSS)
+        if sd:
+            cy = (y0 + y1) / 2
+            d.line([(x(v - sd), cy), (x(v + sd), cy)], fill=AXIS, width=2)
+        d.text((x(v) + 6, y0 + 2), f"{v:.1f}", fill=AXIS, font=font)
+    d.rectangle([left, top, width - right, h - bottom], outline=AXIS)
+    return _save(im, out)
+
+
 def confusion_png(confusion: list[list[int]], class_names: list[str], title: str, out: Path,
                   cell: int = 0) -> Path | None:
     """Rows: true class, columns: predicted class; each row shaded by its share, counts written in."""

@@ -68,7 +68,8 @@ def score_samples(samples: pd.DataFrame, root: Path, teacher_dir: Path, teacher:
     rank 0 assembles (the caller waits for every rank between the two)."""
     out_dir = Path(out_dir)
     web = samples[samples["extract_status"] == "ok"].reset_index(drop=True)
-    _same_layout(out_dir / "parts", {"samples": len(web), "shard_items": shard_items})
+    if world_size == 1:  # with several ranks the caller has rank 0 do this first (prepare_parts)
+        prepare_parts(out_dir, len(web), shard_items)
     shards = [(f"score-{i // shard_items:05d}", web.iloc[i:i + shard_items]) for i in range(0, len(web), shard_items)]
     todo = [(sid, rows) for k, (sid, rows) in enumerate(shards)
             if k % world_size == rank and not (out_dir / "parts" / f"{sid}.parquet").exists()]
@@ -89,13 +90,15 @@ def score_samples(samples: pd.DataFrame, root: Path, teacher_dir: Path, teacher:
     return {"scored": len(web), "shards": len(shards), "shards_this_run": len(todo)}
 
 
-def _same_layout(parts: Path, layout: dict) -> None:
+def prepare_parts(out_dir: Path, samples: int, shard_items: int) -> None:
     """Parts of an earlier run are reused only if they were cut the same way."""
     import json
     import shutil
 
     from .atomic import write_json_atomic
 
+    parts = Path(out_dir) / "parts"
+    layout = {"samples": samples, "shard_items": shard_items}
     f = parts / "_layout.json"
     try:
         same = json.loads(f.read_text()) == layout

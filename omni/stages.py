@@ -612,12 +612,16 @@ def _curve_png(u: Unit, res: dict) -> None:
 
 
 def _score(u: Unit) -> dict:
-    from .score import assemble_scores, score_samples
+    from .score import assemble_scores, prepare_parts, score_samples
     from .teacher import KIND_OF_SOURCE
 
     _threads(u)
     teacher = KIND_OF_SOURCE[_source(u.cfg, u.part).kind]
     samples = pd.read_parquet(u.input(f"extract/{u.part}") / "samples.parquet")
+    if u.ranks.many:  # rank 0 checks earlier parts before any rank writes one
+        if u.ranks.main:
+            prepare_parts(u.dir, int((samples["extract_status"] == "ok").sum()), u.runtime["cluster.shard_items"])
+        u.ranks.barrier()
     info = score_samples(samples, u.workdir, u.input(f"teacher/{teacher}"), teacher, u.dir, amp=u.settings["amp"],
                          device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],
                          loader_workers=u.runtime["train.loader_workers"], shard_items=u.runtime["cluster.shard_items"],
@@ -682,7 +686,9 @@ def _manifest(u: Unit) -> dict:
                 ["item_id", "source", "kind", "url", "query", "status", "reason", "sha256"])
     samples_cols = [c if c not in ("status", "reason") else f"extract_{c}" for c in SAMPLE_COLUMNS]
     web = cat([u.input(f"extract/{n}") / "samples.parquet" for n in names], samples_cols)
-    scores = cat([u.input(f"score/{n}") / "scores.parquet" for n in names], SCORE_COLUMNS)
+    light = [c for c in SCORE_COLUMNS if c != "teacher_probs"]  # the vectors stay in score/; never all in memory
+    scores = pd.concat([pd.read_parquet(u.input(f"score/{n}") / "scores.parquet", columns=light) for n in names],
+                       ignore_index=True) if names else pd.DataFrame(columns=light)
     filtered = pd.read_parquet(u.input("filter") / "filtered.parquet")
     target = pd.read_parquet(u.input("extract/target") / "samples.parquet")
     web_items, train = build_manifest(items, web, scores, filtered, target, u.settings["classes"],
@@ -695,33 +701,18 @@ def _manifest(u: Unit) -> dict:
 
 def _train(u: Unit) -> dict:
     from .config import TrainConfig
-    from .data import ClipDataset
-    from .train import JointOptions, fit
+    from .train import train_student
 
     _threads(u)
-    t = TrainConfig(**u.settings["train"])
-    m = t.model
     if u.part == "baseline":
         rows = _target_samples(u)
         rows = rows[rows["split"] == "train"]
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
-    target = rows[rows["source"] == "target"]
-    if target.empty:
+    if (rows["source"] == "target").sum() == 0:
         raise StageError("no usable target training clips: every target train item failed ingest or extract")
-
-    def ds(r):
-        return ClipDataset.for_model(r, u.workdir, m, train=True, pseudo_clip=t.pseudo_clip,
-                                     warp_strength=t.warp_strength, seed=t.seed)
-
-    aux = {src: ds(g) for src, g in rows[rows["source"] != "target"].groupby("source")}
-    # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
-    aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
-    joint = JointOptions(aux_batch_size=aux_batch, aux_loss_weight=t.aux_loss_weight,
-                         resample_power=t.resample_power, cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha)
-    res = fit(m, u.settings["classes"], ds(target), u.dir, u.keys[u.name], aux=aux, joint=joint, seed=t.seed,
-              amp=t.amp, run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
-    res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))
+    res = train_student(rows, TrainConfig(**u.settings["train"]), u.settings["classes"], u.workdir, u.dir,
+                        u.keys[u.name], run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
     if u.ranks.main:
         write_json_atomic(u.dir / "summary.json", res)
         _curve_png(u, res)

@@ -329,6 +329,30 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             "device": str(dev), "autocast_bf16": use_amp, "elapsed_s": round(elapsed, 1), "curve": curve}
 
 
+def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, key: str, *,
+                  run: RunOptions = RunOptions(), progress: Progress | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> dict:
+    """A student on ``rows`` (target train samples plus, for OmniSource, web samples in the
+    manifest's unified form) with ``t``'s recipe (a ``TrainConfig``): the train stage's body,
+    also used by ``omni ablate``."""
+    m = t.model
+    target = rows[rows["source"] == "target"]
+
+    def ds(r):
+        return ClipDataset.for_model(r, root, m, train=True, pseudo_clip=t.pseudo_clip,
+                                     warp_strength=t.warp_strength, seed=t.seed)
+
+    aux = {src: ds(g) for src, g in rows[rows["source"] != "target"].groupby("source")}
+    # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
+    aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
+    joint = JointOptions(aux_batch_size=aux_batch, aux_loss_weight=t.aux_loss_weight,
+                         resample_power=t.resample_power, cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha)
+    res = fit(m, class_names, ds(target), out_dir, key, aux=aux, joint=joint, seed=t.seed, amp=t.amp, run=run,
+              progress=progress, should_stop=should_stop)
+    res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))
+    return res
+
+
 def load_model(path: Path, device: str = "auto") -> tuple[torch.nn.Module, ModelConfig, list[str]]:
     """A trained model (eval mode, on ``device``), its config and its class names."""
     ck = torch.load(path, map_location="cpu", weights_only=False)

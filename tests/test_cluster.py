@@ -109,3 +109,18 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, tiny_world):
     stages.run_unit(cfg, "ingest/target")
     with pytest.raises(FanoutError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         stages.run_unit(cfg, "ingest/web_images")
+
+
+def test_parts_cut_with_another_shard_size_are_not_reused(two_runs):
+    from omni.config import ClusterConfig
+
+    one, _ = two_runs
+    d = one.workdir / "score" / "web_videos"
+    before = pd.read_parquet(d / "scores.parquet")
+    (d / "_done.json").unlink()
+    recut = one.model_copy(update={"cluster": ClusterConfig(shard_items=3)})
+    r = stages.run_unit(recut, "score/web_videos")
+    assert r.info["shards_this_run"] == r.info["shards"] > 2  # every shard scored again, none mixed in
+    after = pd.read_parquet(d / "scores.parquet")
+    assert after["sample_id"].tolist() == before["sample_id"].tolist()
+    np.testing.assert_allclose(after["teacher_score"], before["teacher_score"], atol=1e-5)
