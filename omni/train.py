@@ -104,11 +104,14 @@ def _collate(batch: list):
 
 
 def _loader(ds: ClipDataset, sampler, batch: int, drop_last: bool, ranks: Ranks, loader: dict,
-            skip_short: bool = False) -> DataLoader:
+            skip_short: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+    """``generator`` is also the loader's (it draws each epoch's worker base seed from it before
+    the sampler's permutation), exactly as ``DataLoader(shuffle=True, generator=...)`` does."""
     batches = BatchSampler(sampler, batch, drop_last)
     if not ranks.many:
-        return DataLoader(ds, batch_sampler=batches, **loader)
-    return DataLoader(ds, batch_sampler=RankSlices(batches, ranks, skip_short), collate_fn=_collate, **loader)
+        return DataLoader(ds, batch_sampler=batches, generator=generator, **loader)
+    return DataLoader(ds, batch_sampler=RankSlices(batches, ranks, skip_short), collate_fn=_collate,
+                      generator=generator, **loader)
 
 
 def _aux_loader(ds: ClipDataset, batch: int, joint: JointOptions, seed: int, loader: dict,
@@ -246,7 +249,7 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     largs = _loader_args(run.loader_workers, dev)
     # keep a short last batch (small target sets are the point), unless BatchNorm would see one clip
     tloader = _loader(target, RandomSampler(target, generator=gen), batch, len(target) % batch == 1, ranks, largs,
-                      skip_short=True)
+                      skip_short=True, generator=gen)
     aux = {k: v for k, v in (aux or {}).items() if len(v)}
     aux_iters = {k: _forever(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs, ranks))
                  for i, (k, v) in enumerate(aux.items())}
