@@ -30,6 +30,7 @@ READERS = {
     "ingest.workers": RUNTIME, "ingest.per_host": RUNTIME, "extract.workers": RUNTIME,
     "train.device": RUNTIME, "train.threads": RUNTIME, "train.loader_workers": RUNTIME,
     "train.checkpoint_every_steps": RUNTIME, "train.baseline": RUNTIME, "evaluate.batch_size": RUNTIME,
+    "train.nproc_per_node": RUNTIME, "cluster.*": RUNTIME,  # where work runs, never what it computes
     "ingest.leak_threshold": WEB_INGEST, "ingest.leak_check": WEB_INGEST, "ingest.image_short_side": WEB_INGEST,
     "ingest.max_image_pixels": WEB_INGEST,
     "ingest.*": ALL_INGEST,
@@ -127,6 +128,8 @@ def _candidates(value, annotation):
         out.append(value + "x")
     elif isinstance(value, list):
         out += [["/tmp"], value + ["x"], []]
+    elif isinstance(value, dict):
+        out += [{**value, "GPU": 1.0}, {}]
     elif value is None:
         out += [True, 3, 0.5, 7, 64, 2.5, "/tmp/w.pt", ["/tmp"], "x"]
     return [v for v in out if v != value or type(v) is not type(value)]
@@ -154,7 +157,7 @@ def _set(data: dict, path: str, value) -> dict:
     return data
 
 
-SECTIONS = ["ingest", "extract", "teacher", "filter", "train", "evaluate"]
+SECTIONS = ["ingest", "extract", "teacher", "filter", "train", "evaluate", "cluster"]
 
 
 def test_every_setting_changes_exactly_the_units_that_read_it(base):
