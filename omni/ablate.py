@@ -96,14 +96,13 @@ def run_ablation(cfg: Config, keys, seeds: int = 1, progress_for: Callable[[str]
                  should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
     """Train and evaluate every variant x seed (cached); returns and writes the table."""
     from .evaluate import evaluate_model
-    from .stages import StageError, require, runtime_settings
-    from .train import RunOptions, train_student
+    from .stages import StageError, require, run_options, runtime_settings
+    from .train import train_student
 
     require(cfg, keys, "manifest")
     require(cfg, keys, "extract/target")
     rt = runtime_settings(cfg)
-    run = RunOptions(device=rt["train.device"], checkpoint_every_steps=rt["train.checkpoint_every_steps"],
-                     loader_workers=rt["train.loader_workers"])
+    run = run_options(rt)
     target = pd.read_parquet(Path(cfg.workdir) / "extract" / "target" / "samples.parquet")
     val = target[(target["split"] == "val") & (target["extract_status"] == "ok")]
     if val.empty:

@@ -42,33 +42,21 @@ def write_parquet_atomic(df, path: str | Path) -> Path:
     return write_atomic(path, lambda p: df.to_parquet(p, index=False))
 
 
-def concat_parquet_atomic(parts: list[Path], path: str | Path, empty=None, transform=None) -> Path:
+def concat_parquet_atomic(parts: list[Path], path: str | Path, empty=None) -> Path:
     """The rows of several Parquet files, in order, as one file; one part in memory at a time.
-
-    ``transform(table, part)`` may rewrite a part's table before it is written; ``empty`` (a
-    DataFrame) is written when there are no parts."""
+    ``empty`` (a DataFrame) is written when there are no parts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not parts:
         return write_parquet_atomic(empty, path)
-
-    def load(part):
-        table = pq.read_table(part)
-        return transform(table, part) if transform else table
-
-    def schema_of(part):
-        return (load(part).schema if transform else pq.read_schema(part)).remove_metadata()
-
-    schemas = [schema_of(p) for p in parts]
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts], promote_options="permissive")
 
     def write(tmp: Path) -> None:
         with pq.ParquetWriter(tmp, schema) as writer:
             for part in parts:
-                table = load(part)
-                table = table.replace_schema_metadata(None)
-                for name in schema.names:  # a column a part lacks (all of its rows failed) is null
+                table = pq.read_table(part).replace_schema_metadata(None)
+                for name in schema.names:  # a column a part lacks is null there
                     if name not in table.column_names:
                         table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
                 writer.write_table(table.select(schema.names).cast(schema))

@@ -175,7 +175,7 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
             progress(done, len(chunks))
 
     map_shards(_extract_chunk, [(cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo], finished,
-               scheduler=scheduler, workers=workers, kind="process", name=f"extract {store_prefix}")
+               scheduler=scheduler, workers=workers, name=f"extract {store_prefix}")
     parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
     samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
     has_shard = samples["shard"].astype(str) != ""

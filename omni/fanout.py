@@ -7,14 +7,13 @@ when a later shard fails or the run is stopped, and a rerun does only the rest.
 
 With ``scheduler`` (``tcp://host:8786``) the shards go to that Dask cluster through
 ``dask.distributed`` directly (no Prefect in the library); the workers must import the same
-omni and see the workdir at the same path. Without it: local processes (``kind="process"``,
-spawned) or threads.
+omni and see the workdir at the same path. Without it: ``workers`` local spawned processes.
 """
 from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
@@ -26,7 +25,7 @@ class FanoutError(RuntimeError):
 
 
 def map_shards(fn: Callable[..., Any], shards: Sequence[tuple], on_result: Callable[[Any], None], *,
-               scheduler: str | None = None, workers: int = 1, kind: str = "process",
+               scheduler: str | None = None, workers: int = 1,
                resources: dict[str, float] | None = None, name: str = "shard") -> None:
     """Call ``fn(*shard)`` for every shard and ``on_result(result)`` in the caller as each ends."""
     if not shards:
@@ -37,14 +36,11 @@ def map_shards(fn: Callable[..., Any], shards: Sequence[tuple], on_result: Calla
         for shard in shards:
             on_result(fn(*shard))
     else:
-        _on_pool(fn, shards, on_result, workers, kind)
+        _on_pool(fn, shards, on_result, workers)
 
 
-def _on_pool(fn, shards, on_result, workers: int, kind: str) -> None:
-    if kind == "process":
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers)
+def _on_pool(fn, shards, on_result, workers: int) -> None:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
     try:
         futs = [pool.submit(fn, *shard) for shard in shards]
         for fut in as_completed(futs):

@@ -573,11 +573,12 @@ def _target_samples(u: Unit) -> pd.DataFrame:
     return s[s["extract_status"] == "ok"]
 
 
-def _run_options(u: Unit):
+def run_options(runtime: dict):
+    """How fast and where training runs, from the runtime-only settings."""
     from .train import RunOptions
 
-    return RunOptions(device=u.runtime["train.device"], checkpoint_every_steps=u.runtime["train.checkpoint_every_steps"],
-                      loader_workers=u.runtime["train.loader_workers"])
+    return RunOptions(device=runtime["train.device"], checkpoint_every_steps=runtime["train.checkpoint_every_steps"],
+                      loader_workers=runtime["train.loader_workers"])
 
 
 def _threads(u: Unit) -> None:
@@ -593,7 +594,7 @@ def _teacher(u: Unit) -> dict:
     _threads(u)
     s = u.settings
     res = train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir,
-                        u.keys[u.name], seed=s["seed"], amp=s["amp"], run=_run_options(u), progress=u.progress,
+                        u.keys[u.name], seed=s["seed"], amp=s["amp"], run=run_options(u.runtime), progress=u.progress,
                         should_stop=u.should_stop)
     if u.ranks.main:
         _curve_png(u, res)
@@ -712,7 +713,7 @@ def _train(u: Unit) -> dict:
     if (rows["source"] == "target").sum() == 0:
         raise StageError("no usable target training clips: every target train item failed ingest or extract")
     res = train_student(rows, TrainConfig(**u.settings["train"]), u.settings["classes"], u.workdir, u.dir,
-                        u.keys[u.name], run=_run_options(u), progress=u.progress, should_stop=u.should_stop)
+                        u.keys[u.name], run=run_options(u.runtime), progress=u.progress, should_stop=u.should_stop)
     if u.ranks.main:
         write_json_atomic(u.dir / "summary.json", res)
         _curve_png(u, res)
