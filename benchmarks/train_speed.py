@@ -5,9 +5,10 @@ teacher/student at the defaults in ``omni/config.py``, the student's joint step 
 source, and torchvision's ``r3d_18`` at 112 px), in one process and interleaved round by round:
 
 - **plain** (the reference): pre-built tensors on the device, ``model(x)``, cross-entropy,
-  backward, SGD step; scoring: ``model(x)`` + softmax under ``no_grad``;
+  backward, the recipe's optimizer step (AdamW at the defaults, as omni); scoring: ``model(x)`` + softmax under ``no_grad``;
 - **omni**: ``omni.train.fit`` on a ``ClipDataset`` over a real frame store (written here with
-  ``omni.framestore.ShardWriter`` from random frames at ``extract.short_side``, 8 frames per clip,
+  ``omni.framestore.ShardWriter`` from random frames at the short side omni stores for the model
+  (``extract.short_side: auto``; ``--short-side`` to force one), 8 frames per clip,
   as the extract stage stores them) and ``omni.predict.predict`` on the same store.
 
 Both sides run in fp32 and with bf16 autocast. Reported per row: steps/s (training) and clips/s
@@ -248,14 +249,21 @@ class Phase:
         return self.steps / self.seconds if self.seconds > 0 else None
 
 
-def plain_train(model, x, y, steps: int, warmup: int, bf16: bool, dev, opts, lr: float) -> tuple[int, float, float | None]:
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+def plain_optimizer(model, m) -> torch.optim.Optimizer:
+    """The recipe's optimizer as a plain loop would write it (same kind, lr and weight decay)."""
+    if m.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=m.lr, weight_decay=m.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=m.lr, momentum=0.9, nesterov=True, weight_decay=m.weight_decay)
+
+
+def plain_train(model, x, y, steps: int, warmup: int, bf16: bool, dev, opts, m) -> tuple[int, float, float | None]:
+    opt = plain_optimizer(model, m)
     model.train()
 
     def step():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x).float()
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=m.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -345,6 +353,7 @@ def fmt(v, digits=3):
 
 
 def run_benchmark(opts) -> tuple[str, list[dict]]:
+    from omni.config import needed_short_side
     from omni.data import ClipDataset
     from omni.models import build_model
     from omni.precision import cpu_has_native_bf16, use_autocast
@@ -362,14 +371,20 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
     work = Path(tempfile.mkdtemp(prefix="omni-train-speed-"))
     rows: list[dict] = []
     try:
-        biggest = max(s.model.batch_size for s in spec_list)
-        videos, images = build_store(work, n_videos=max(2 * biggest, opts.score_clips),
-                                     n_images=max((s.aux_images for s in spec_list), default=0) * 2,
-                                     short_side=opts.short_side, frames=opts.stored_frames, classes=len(classes))
+        stores = {}
         for spec in spec_list:
             m = spec.model
-            target = ClipDataset.for_model(videos.iloc[:max(2 * m.batch_size, 4)], work, m, train=True)
-            aux = (ClipDataset.for_model(images, work, m, train=True, pseudo_clip="warp")
+            # the store omni keeps for this model (extract.short_side: auto), unless --short-side
+            side = opts.short_side or needed_short_side([m.input_size])
+            if side not in stores:
+                biggest = max(s.model.batch_size for s in spec_list)
+                stores[side] = build_store(work / f"s{side}", n_videos=max(2 * biggest, opts.score_clips),
+                                           n_images=max((s.aux_images for s in spec_list), default=0) * 2,
+                                           short_side=side, frames=opts.stored_frames, classes=len(classes))
+            videos, images = stores[side]
+            work_s = work / f"s{side}"
+            target = ClipDataset.for_model(videos.iloc[:max(2 * m.batch_size, 4)], work_s, m, train=True)
+            aux = (ClipDataset.for_model(images, work_s, m, train=True, pseudo_clip="warp")
                    if spec.aux_images else None)
             # the plain side's tensors: the same clips omni loads, built once
             n_train = m.batch_size + spec.aux_images
@@ -377,18 +392,19 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
             xs += [aux[i % len(aux)][0] for i in range(spec.aux_images)] if aux is not None else []
             x = torch.stack(xs).to(dev)
             y = torch.arange(n_train, device=dev) % len(classes)
-            score_ds = ClipDataset.for_model(videos.iloc[:opts.score_clips], work, m, train=False)
+            score_ds = ClipDataset.for_model(videos.iloc[:opts.score_clips], work_s, m, train=False)
+            row_side = side
             sx = torch.stack([score_ds[i][0] for i in range(len(score_ds))])
             score_batches = [sx[i:i + opts.score_batch].to(dev) for i in range(0, len(sx), opts.score_batch)]
             # prime the process for these shapes (lazy kernel/thread-pool set-up: the first steps in
             # a process run several times slower); untimed
             torch.manual_seed(0)
             plain_train(adapt(build_model(m.arch, len(classes), m.width).to(dev), opts), x, y, 1, 1, False, dev,
-                        opts, m.lr)
+                        opts, m)
             for precision in opts.precisions:
                 bf16 = precision == "bf16"
                 row = {"model": spec.name, "precision": precision, "batch": n_train,
-                       "input": f"{m.num_frames}x{m.input_size}px", "note": spec.note}
+                       "input": f"{m.num_frames}x{m.input_size}px", "stored": row_side, "note": spec.note}
                 rounds, steps, warmup = opts.rounds, opts.steps, opts.warmup
                 torch.manual_seed(0)
                 model = adapt(build_model(m.arch, len(classes), m.width).to(dev), opts)
@@ -398,7 +414,7 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
                     continue
                 if bf16 and emulated_bf16:
                     # one probe step decides whether a measured row fits the budget
-                    _, probe_s, _ = plain_train(model, x, y, 1, 0, True, dev, opts, m.lr)
+                    _, probe_s, _ = plain_train(model, x, y, 1, 0, True, dev, opts, m)
                     row["note"] = (row["note"] + "; " if row["note"] else "") + \
                         f"bf16 emulated on this CPU: one plain step {probe_s:.1f}s"
                     if probe_s * 3 > opts.bf16_budget_s:
@@ -415,7 +431,7 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
                     def add_plain(ph, res):  # (n, seconds, gpu util)
                         ph.add(res[0], res[1], 0.0, res[2])
 
-                    sides = [lambda: add_plain(plain, plain_train(model, x, y, steps, warmup, bf16, dev, opts, m.lr)),
+                    sides = [lambda: add_plain(plain, plain_train(model, x, y, steps, warmup, bf16, dev, opts, m)),
                              lambda: omni.add(*omni_train(spec, target, aux, steps, warmup, bf16, opts, work, classes))]
                     for fn in (sides if r % 2 == 0 else sides[::-1]):  # who goes first alternates
                         fn()
@@ -451,7 +467,7 @@ def device_name(dev: torch.device) -> str:
 
 
 def table(rows: list[dict], opts, dev, auto_bf16: bool, native) -> str:
-    head = ["model", "precision", "batch", "input", "plain steps/s", "omni steps/s", "omni/plain",
+    head = ["model", "precision", "batch", "input", "stored short side", "plain steps/s", "omni steps/s", "omni/plain",
             "omni data wait", "plain score clips/s", "omni score clips/s", "omni/plain (score)",
             "omni score data wait"]
     if dev.type == "cuda":
@@ -463,12 +479,12 @@ def table(rows: list[dict], opts, dev, auto_bf16: bool, native) -> str:
              "",
              f"`omni.precision.use_autocast(\"auto\", {dev.type})` picks: **{'bf16' if auto_bf16 else 'fp32'}**"
              + (f" (native bf16 on this CPU: {'yes' if native else 'no'})" if dev.type == "cpu" else ""),
-             f"Frame store: {opts.stored_frames} frames per clip at short side {opts.short_side}; timed steps per "
+             f"Frame store: {opts.stored_frames} frames per clip (4:3 frames); timed steps per "
              f"side: {opts.rounds} rounds x {opts.steps} (bf16 emulated: 1 x 1).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     for r in rows:
-        cells = [r["model"], r["precision"], str(r["batch"]), r["input"], fmt(r.get("plain_steps_s")),
+        cells = [r["model"], r["precision"], str(r["batch"]), r["input"], str(r.get("stored", "")), fmt(r.get("plain_steps_s")),
                  fmt(r.get("omni_steps_s")), fmt(r.get("train_ratio"), 2), pct(r.get("omni_data_wait")),
                  fmt(r.get("plain_clips_s")), fmt(r.get("omni_clips_s")), fmt(r.get("score_ratio"), 2), pct(r.get("score_data_wait"))]
         if dev.type == "cuda":
@@ -557,7 +573,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed training steps per side per round")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (plain, omni, plain, omni ...)")
-    ap.add_argument("--short-side", type=int, default=None, help="frame store short side (default: extract.short_side)")
+    ap.add_argument("--short-side", type=int, default=None, help="frame store short side (default: per model, what extract.short_side auto stores for it)")
     ap.add_argument("--stored-frames", type=int, default=None, help="frames per stored clip (extract.frames_per_clip)")
     ap.add_argument("--score-clips", type=int, default=None)
     ap.add_argument("--score-batch", type=int, default=None, help="default: evaluate.batch_size")
@@ -579,7 +595,8 @@ def main(argv=None) -> int:
     opts.precisions = opts.precisions.split(",")
     opts.steps = opts.steps or (2 if quick else 3)
     opts.rounds = opts.rounds or (1 if quick else 2)
-    opts.short_side = opts.short_side or (48 if opts.tiny else 128 if quick else ExtractConfig().short_side)
+    # default: each model's frames at the short side omni stores for it (extract.short_side: auto)
+    opts.short_side = opts.short_side or (48 if opts.tiny else None)
     opts.stored_frames = opts.stored_frames or ExtractConfig().frames_per_clip
     opts.score_batch = opts.score_batch or (4 if opts.tiny else EvaluateConfig().batch_size)
     opts.score_clips = opts.score_clips or (8 if opts.tiny else 16 if quick else 32)

@@ -1,8 +1,9 @@
 """Typed pipeline configuration, loaded from YAML; unknown keys and wrong types are rejected."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,7 +55,9 @@ class IngestConfig(_Strict):
 
 
 class ExtractConfig(_Strict):
-    short_side: int = Field(320, ge=8)
+    short_side: Annotated[int, Field(ge=8)] | Literal["auto"] = Field(
+        "auto", description="short side of stored frames; auto: what the configured models can use (the "
+        "largest input_size / 0.7, the smallest training crop, rounded up to a multiple of 32)")
     frames_per_clip: int = Field(8, ge=1)
     window_s: float | None = Field(None, gt=0, description="untrimmed window; default: median target duration")
     stride_s: float | None = Field(None, gt=0, description="default: window_s (consecutive windows)")
@@ -150,6 +153,17 @@ class ClusterConfig(_Strict):
                                               "scoring shard needs, e.g. {GPU: 1}")
 
 
+MIN_CROP = 0.7  # training crops take 70-100% of a frame's short side (omni/data.py: crop_box)
+
+
+def needed_short_side(input_sizes) -> int:
+    """The smallest stored short side from which every model's smallest training crop still
+    covers its input without upscaling, rounded up to a multiple of 32 (so that a small change
+    of input size does not redo extraction): 48 px -> 96, 112 px -> 160, 224 px -> 320."""
+    need = max(math.ceil(s / MIN_CROP) for s in input_sizes)
+    return -(-need // 32) * 32
+
+
 class Config(_Strict):
     workdir: Path
 
@@ -180,6 +194,12 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {dupes}")
         return sources
+
+    def frame_short_side(self) -> int:
+        """The short side the frame store keeps (``extract.short_side``, resolved when ``auto``)."""
+        if self.extract.short_side != "auto":
+            return self.extract.short_side
+        return needed_short_side(m.input_size for m in (self.teacher.image, self.teacher.video, self.train.model))
 
     def class_names(self) -> list[str]:
         if isinstance(self.classes, list):

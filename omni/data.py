@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .config import MIN_CROP
 from .framestore import FrameStore
-from .pseudo_clip import as_clip
+from .pseudo_clip import warp_grids, warp_quads
 
 MEAN, STD = 0.45, 0.225
 
@@ -31,7 +32,7 @@ def crop_box(h: int, w: int, train: bool, rng: np.random.Generator, position: fl
     ``position`` along the long side."""
     short = min(h, w)
     if train:
-        side = int(short * rng.uniform(0.7, 1.0))
+        side = int(short * rng.uniform(MIN_CROP, 1.0))
         ch, cw = side, min(w, int(side * rng.uniform(0.85, 1.18)))
         ch = min(h, ch)
         y = int(rng.integers(0, h - ch + 1))
@@ -43,26 +44,36 @@ def crop_box(h: int, w: int, train: bool, rng: np.random.Generator, position: fl
     return y, x, ch, cw
 
 
-def _resize_flip(crop: torch.Tensor, size: int, train: bool, rng: np.random.Generator) -> torch.Tensor:
-    crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    if train and rng.random() < 0.5:
-        crop = crop.flip(-1)
-    return crop
-
-
-def spatial_crop(clip: torch.Tensor, size: int, train: bool, rng: np.random.Generator,
-                 position: float = 0.5) -> torch.Tensor:
-    """``float[T, 3, H, W]`` -> ``[T, 3, size, size]``: random scale-and-aspect crop with
-    horizontal flip in training, else a square crop at ``position`` along the long side."""
-    y, x, ch, cw = crop_box(clip.shape[2], clip.shape[3], train, rng, position)
-    return _resize_flip(clip[:, :, y:y + ch, x:x + cw], size, train, rng)
-
-
 def _crop_to_input(crop: np.ndarray, size: int, train: bool, rng: np.random.Generator) -> torch.Tensor:
-    """uint8[T, ch, cw, 3] (already cropped) -> normalised float[3, T, size, size]."""
-    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).float().div_(255)
-    x = _resize_flip(x, size, train, rng)
-    return x.sub_(MEAN).div_(STD).permute(1, 0, 2, 3).contiguous()
+    """uint8[T, ch, cw, 3] (already cropped) -> normalised float[3, T, size, size].
+
+    The crop is resized while still uint8 (torch's vectorised uint8 bilinear path, antialiased,
+    on the channels-last view of the frames), then converted: converting the full-size crop to
+    float first made loading a clip ~5x slower, and the data path a tenth of a small model's step."""
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2)  # channels-last uint8
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if train and rng.random() < 0.5:
+        x = x.flip(-1)
+    return x.permute(1, 0, 2, 3).float().mul_(1 / (255 * STD)).sub_(MEAN / STD).contiguous()
+
+
+def warped_input(still: np.ndarray, n: int, strength: float, size: int, train: bool, rng: np.random.Generator,
+                 position: float = 0.5) -> torch.Tensor:
+    """A still (uint8[H, W, 3]) as a perspective-warped ``n``-frame pseudo-clip, already cropped,
+    resized and normalised (float[3, n, size, size]). The same random draws in the same order as
+    ``to_input(warp_clip(still))``, but each output pixel is sampled straight from the still in
+    one ``grid_sample``: no full-size warped frames are made and then cropped (~4x faster)."""
+    h, w = still.shape[:2]
+    q0, q1 = warp_quads(h, w, strength, rng)
+    y, x, ch, cw = crop_box(h, w, train, rng, position)
+    xs = x + (np.arange(size) + 0.5) * cw / size - 0.5  # output pixel centres, in the still's pixels
+    ys = y + (np.arange(size) + 0.5) * ch / size - 0.5
+    grid = warp_grids(h, w, q0, q1, n, xs, ys)
+    img = torch.from_numpy(np.array(still)).permute(2, 0, 1).float()[None].expand(n, -1, -1, -1)
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    if train and rng.random() < 0.5:
+        out = out.flip(-1)
+    return out.permute(1, 0, 2, 3).mul_(1 / (255 * STD)).sub_(MEAN / STD).contiguous()
 
 
 def to_input(frames: np.ndarray, size: int, train: bool, rng: np.random.Generator, position: float = 0.5
@@ -99,7 +110,7 @@ def shrink_for_input(frames: np.ndarray, size: int) -> np.ndarray:
     from .decode import scaled_size
 
     h, w = frames.shape[1:3]
-    target = int(np.ceil(size / 0.7))
+    target = int(np.ceil(size / MIN_CROP))
     if min(h, w) <= target:
         return np.asarray(frames)  # a jpeg-coded still is decoded here; a raw one stays a view
     im = Image.fromarray(np.ascontiguousarray(frames[0])).resize(scaled_size(w, h, target), Image.BOX)
@@ -157,10 +168,13 @@ class ClipDataset(Dataset):
         unit = self.units[idx]
         row = int(unit[rng.integers(len(unit))]) if self.train else int(unit[0])
         frames = self.frames(row)  # a read-only view of the memory-mapped shard: nothing read yet
-        if frames.shape[0] == 1:
-            frames = as_clip(shrink_for_input(frames, self.size), self.image_frames, self.pseudo_clip,
-                             self.warp_strength, rng)
-            return to_input(frames, self.size, self.train, rng, position)
+        if frames.shape[0] == 1:  # a still as a pseudo-clip
+            still = shrink_for_input(frames, self.size)
+            n = self.image_frames
+            if self.pseudo_clip == "warp" and n > 1 and self.warp_strength > 0:
+                return warped_input(still[0], n, self.warp_strength, self.size, self.train, rng, position)
+            # replicated: the frame's crop, repeated (what cropping n equal frames gives)
+            return to_input(still, self.size, self.train, rng, position).expand(-1, n, -1, -1).contiguous()
         # same random draws in the same order as to_input(frames[idx]), but only the chosen
         # frames' crop is read from the store and converted
         idx = temporal_indices(frames.shape[0], self.num_frames, self.train, rng, t_offset)

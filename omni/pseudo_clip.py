@@ -26,6 +26,34 @@ def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.append(h, 1.0).reshape(3, 3)
 
 
+def warp_quads(h: int, w: int, strength: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last frame's source quadrilaterals: image corners moved inward by up to
+    ``strength`` of the image size (frames in between interpolate: the camera's motion)."""
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    inward = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float64)
+    q0 = corners + inward * rng.uniform(0, strength, (4, 2)) * [w, h]
+    q1 = corners + inward * rng.uniform(0, strength, (4, 2)) * [w, h]
+    return q0, q1
+
+
+def warp_grids(h: int, w: int, q0: np.ndarray, q1: np.ndarray, n: int, xs: np.ndarray, ys: np.ndarray
+               ) -> torch.Tensor:
+    """``grid_sample`` grids ``[n, len(ys), len(xs), 2]`` (align_corners=True): for frame k, where
+    each output point (x in ``xs``, y in ``ys``, in the image's pixel coordinates) is sampled
+    from under the homography that maps the image onto that frame's quadrilateral."""
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    gy, gx = np.meshgrid(np.asarray(ys, np.float64), np.asarray(xs, np.float64), indexing="ij")
+    gx, gy = gx.ravel(), gy.ravel()
+    a = np.arange(n) / (n - 1) if n > 1 else np.zeros(1)
+    # output pixel -> source point inside the frame's quad; elementwise (a BLAS matmul of this
+    # size costs more in thread start-up than in arithmetic)
+    m = np.stack([homography(corners, (1 - ak) * q0 + ak * q1) for ak in a])[:, :, :, None]  # [n, 3, 3, 1]
+    src = m[:, :, 0] * gx + m[:, :, 1] * gy + m[:, :, 2]  # [n, 3, points]
+    sx, sy = src[:, 0] / src[:, 2], src[:, 1] / src[:, 2]
+    grid = np.stack([sx / (w - 1) * 2 - 1, sy / (h - 1) * 2 - 1], -1)
+    return torch.from_numpy(grid.reshape(n, len(ys), len(xs), 2)).float()
+
+
 def warp_clip(frame: np.ndarray, n: int, strength: float = 0.08, rng: np.random.Generator | None = None
               ) -> np.ndarray:
     """uint8[H, W, 3] -> uint8[n, H, W, 3] under a smooth sequence of random homographies.
@@ -36,25 +64,9 @@ def warp_clip(frame: np.ndarray, n: int, strength: float = 0.08, rng: np.random.
     h, w = frame.shape[:2]
     if n == 1 or strength == 0:
         return replicate(frame, n)
-    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
-    inward = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float64)
-    # start and end quads inside the image; frames interpolate between them (camera motion)
-    q0 = corners + inward * rng.uniform(0, strength, (4, 2)) * [w, h]
-    q1 = corners + inward * rng.uniform(0, strength, (4, 2)) * [w, h]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
-    grids = []
-    for k in range(n):
-        a = k / (n - 1)
-        quad = (1 - a) * q0 + a * q1
-        m = homography(corners, quad)  # output pixel -> source point inside the quad
-        src = m @ pts
-        sx, sy = src[0] / src[2], src[1] / src[2]
-        gx = sx / (w - 1) * 2 - 1
-        gy = sy / (h - 1) * 2 - 1
-        grids.append(np.stack([gx, gy], -1).reshape(h, w, 2))
+    q0, q1 = warp_quads(h, w, strength, rng)
+    grid = warp_grids(h, w, q0, q1, n, np.arange(w), np.arange(h))
     img = torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1).float()[None].expand(n, -1, -1, -1)
-    grid = torch.from_numpy(np.stack(grids)).float()
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 

@@ -164,15 +164,17 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                 # under the allowed roots: both are part of what a list means
                 "list_folder": str(Path(s.list).parent), "local_roots": list(local_roots(cfg, part))}
     if stage == "extract":
+        # the short side as resolved: with "auto" it follows the models' input sizes
         if part == "target":
-            return {"extract": _section(cfg.extract, _UNTRIMMED_ONLY_EXTRACT, "extract")}
+            ex = _section(cfg.extract, _UNTRIMMED_ONLY_EXTRACT, "extract")
+            return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
         kind = _source(cfg, part).kind
         ex = _section(cfg.extract, prefix="extract")
         if kind == "image":
             ex = {k: v for k, v in ex.items() if k in _IMAGE_EXTRACT}
         elif kind == "video":
             ex = {k: v for k, v in ex.items() if k not in _UNTRIMMED_ONLY_EXTRACT}
-        return {"extract": ex}
+        return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
     if stage == "teacher":
         return {"classes": names, "model": getattr(cfg.teacher, part).model_dump(mode="json"),
                 "seed": cfg.train.seed, "amp": cfg.train.amp}

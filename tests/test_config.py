@@ -17,7 +17,7 @@ def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path):
     cfg = load_config(_write(tmp_path, BASE))
     assert cfg.workdir == (tmp_path / "w").resolve()
     assert cfg.target.train == (tmp_path / "t.csv").resolve()
-    assert cfg.extract.short_side == 320
+    assert cfg.extract.short_side == "auto" and cfg.frame_short_side() == 96  # 48 px models
     assert cfg.class_names() == ["a", "b"]
 
 

@@ -118,6 +118,8 @@ def _candidates(value, annotation):
         if typing.get_origin(a) is typing.Literal:
             literals += list(typing.get_args(a))
     out = [v for v in literals if v != value] + ([True, False] if bool in args else [])
+    if value == "auto":
+        out.append(320)
     if isinstance(value, bool):
         out.append(not value)
     elif isinstance(value, int):
@@ -180,6 +182,24 @@ def test_every_setting_changes_exactly_the_units_that_read_it(base):
             assert changed == affected(readers(path)), path
             checked += 1
     assert checked >= 60
+
+
+def test_auto_short_side_follows_the_models_input_sizes(base):
+    """extract.short_side: auto stores frames at what the models can use: a model input past the
+    next 32-px step re-extracts every source; an explicit short side ignores the models."""
+    from omni.config import needed_short_side
+
+    assert [needed_short_side([s]) for s in (32, 48, 64, 112, 224)] == [64, 96, 96, 160, 320]
+    cfg0 = _cfg(base)
+    assert cfg0.frame_short_side() == 96
+    before = _keys(cfg0)
+    big = _cfg(_set(base, "train.model.input_size", 112))
+    assert big.frame_short_side() == 160
+    after = _keys(big)
+    assert {u for u in before if after[u] != before[u]} == affected(ALL_EXTRACT + TRAINS)
+    fixed = _set(base, "extract.short_side", 320)
+    before, after = _keys(_cfg(fixed)), _keys(_cfg(_set(fixed, "train.model.input_size", 112)))
+    assert {u for u in before if after[u] != before[u]} == affected(TRAINS)
 
 
 @pytest.mark.parametrize("field,value", [("query", "a"), ("url_column", "link"), ("query_column", "label")])

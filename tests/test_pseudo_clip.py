@@ -29,3 +29,25 @@ def test_as_clip_only_changes_single_frames():
     assert as_clip(video, 8, "warp", 0.1, np.random.default_rng()) is video
     one = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
     assert as_clip(one, 4, "replicate", 0.1, np.random.default_rng()).shape == (4, 16, 16, 3)
+
+
+def test_training_pseudo_clips_are_the_warped_images_cropped_in_one_pass(realdata):
+    """What the student sees of a web image: the same warped pseudo-clip (same random draws)
+    as warping full frames and then cropping, sampled in one pass; replication is exact."""
+    import torch
+
+    from omni.data import to_input, warped_input
+
+    img = np.asarray(Image.open(realdata / "test.jpg").convert("RGB").resize((92, 69)))
+    for train in (True, False):
+        r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+        ref = to_input(warp_clip(img, 8, 0.1, r1), 48, train, r1)
+        got = warped_input(img, 8, 0.1, 48, train, r2)
+        assert got.shape == (3, 8, 48, 48)
+        assert (got - ref).abs().mean() < 0.05 * ref.std()  # resampling differences only
+        assert r1.random() == r2.random()  # the same draws were consumed
+        # it moves: the first and last frames differ
+        assert (got[:, 0] - got[:, -1]).abs().mean() > 0.1 * ref.std()
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    one = to_input(img[None], 48, True, r1).expand(-1, 4, -1, -1)
+    assert torch.equal(one, to_input(replicate(img, 4), 48, True, r2))
