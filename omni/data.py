@@ -50,7 +50,10 @@ def _crop_to_input(crop: np.ndarray, size: int, train: bool, rng: np.random.Gene
     The crop is resized while still uint8 (torch's vectorised uint8 bilinear path, antialiased,
     on the channels-last view of the frames), then converted: converting the full-size crop to
     float first made loading a clip ~5x slower, and the data path a tenth of a small model's step."""
-    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2)  # channels-last uint8
+    a = np.ascontiguousarray(crop)
+    if not a.flags.writeable:  # a whole read-only stored sample: torch wants its own copy
+        a = a.copy()
+    x = torch.from_numpy(a).permute(0, 3, 1, 2)  # channels-last uint8
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     if train and rng.random() < 0.5:
         x = x.flip(-1)

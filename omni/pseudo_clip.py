@@ -17,13 +17,21 @@ def replicate(frame: np.ndarray, n: int) -> np.ndarray:
 
 
 def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """3x3 matrix mapping the 4 points ``src`` onto ``dst`` (direct linear transform)."""
-    a = []
-    for (x, y), (u, v) in zip(src, dst):
-        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    h = np.linalg.solve(np.asarray(a, np.float64), dst.reshape(-1).astype(np.float64))
-    return np.append(h, 1.0).reshape(3, 3)
+    """3x3 matrix mapping the 4 points ``src`` onto ``dst`` (direct linear transform); ``dst``
+    may hold a batch of quads ``[n, 4, 2]``, giving ``[n, 3, 3]`` in one solve."""
+    dst = np.asarray(dst, np.float64)
+    batch = dst.reshape(-1, 4, 2)
+    x, y = np.asarray(src, np.float64).T  # [4]
+    u, v = batch[..., 0], batch[..., 1]  # [n, 4]
+    n = len(batch)
+    one, zero = np.ones((n, 4)), np.zeros((n, 4))
+    xs, ys = np.broadcast_to(x, (n, 4)), np.broadcast_to(y, (n, 4))
+    rows_u = np.stack([xs, ys, one, zero, zero, zero, -u * xs, -u * ys], -1)  # [n, 4, 8]
+    rows_v = np.stack([zero, zero, zero, xs, ys, one, -v * xs, -v * ys], -1)
+    a = np.stack([rows_u, rows_v], 2).reshape(n, 8, 8)  # rows interleaved: u0, v0, u1, v1, ...
+    h = np.linalg.solve(a, batch.reshape(n, 8)[..., None])[..., 0]
+    out = np.concatenate([h, np.ones((n, 1))], 1).reshape(n, 3, 3)
+    return out if dst.ndim == 3 else out[0]
 
 
 def warp_quads(h: int, w: int, strength: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +55,8 @@ def warp_grids(h: int, w: int, q0: np.ndarray, q1: np.ndarray, n: int, xs: np.nd
     a = np.arange(n) / (n - 1) if n > 1 else np.zeros(1)
     # output pixel -> source point inside the frame's quad; elementwise (a BLAS matmul of this
     # size costs more in thread start-up than in arithmetic)
-    m = np.stack([homography(corners, (1 - ak) * q0 + ak * q1) for ak in a])[:, :, :, None]  # [n, 3, 3, 1]
+    quads = (1 - a)[:, None, None] * q0 + a[:, None, None] * q1
+    m = homography(corners, quads)[:, :, :, None]  # [n, 3, 3, 1]
     src = m[:, :, 0] * gx + m[:, :, 1] * gy + m[:, :, 2]  # [n, 3, points]
     sx, sy = src[:, 0] / src[:, 2], src[:, 1] / src[:, 2]
     grid = np.stack([sx / (w - 1) * 2 - 1, sy / (h - 1) * 2 - 1], -1)

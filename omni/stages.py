@@ -702,6 +702,25 @@ def _manifest(u: Unit) -> dict:
     return {"web_rows": len(web_items), "train_samples": len(train), "by_source_status": counts}
 
 
+def _baseline_is_the_video_teacher(u: Unit, rows: pd.DataFrame) -> Path | None:
+    """The done ``teacher/video`` folder when the baseline would repeat exactly its training:
+    the same recipe, seed and precision on the same target train clips (omni's defaults use one
+    recipe for teachers and students), and no still among the clips (the teacher replicates
+    stills, a student may warp them). Its key hashes the same settings and inputs as the
+    baseline's, so reusing its model is a cache hit in all but name."""
+    t = u.settings["train"]
+    if "video" not in teacher_kinds(u.cfg) or (rows["t"] <= 1).any():
+        return None
+    teacher = unit_settings(u.cfg, "teacher/video")
+    if (teacher["model"], teacher["seed"], teacher["amp"], teacher["classes"]) != \
+            (t["model"], t["seed"], t["amp"], u.settings["classes"]):
+        return None
+    d = stage_dir(u.cfg, "teacher/video")
+    if not cache.is_done(d, u.keys["teacher/video"]) or not (d / "model.pt").exists():
+        return None
+    return d
+
+
 def _train(u: Unit) -> dict:
     from .config import TrainConfig
     from .train import train_student
@@ -710,6 +729,17 @@ def _train(u: Unit) -> dict:
     if u.part == "baseline":
         rows = _target_samples(u)
         rows = rows[rows["split"] == "train"]
+        same = _baseline_is_the_video_teacher(u, rows)
+        if same is not None:
+            res = {k: v for k, v in json.loads((same / "summary.json").read_text()).items() if k != "val"}
+            res.update(same_as="teacher/video", aux_units={}, target_units=len(rows))
+            if u.ranks.main:
+                shutil.copy2(same / "model.pt", u.dir / "model.pt")
+                write_json_atomic(u.dir / "summary.json", res)
+                _curve_png(u, res)
+            u.ranks.barrier()
+            log.info("train/baseline: the same training as teacher/video (same recipe, seed and clips): its model reused")
+            return {k: v for k, v in res.items() if k != "curve"}
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:

@@ -139,6 +139,26 @@ def test_editing_one_crawl_list_redoes_only_that_source_and_the_student(done_run
     assert again["ingest/web_videos"].info["fetched_this_run"] == 0  # the downloads were reused
 
 
+def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done_run, tmp_path):
+    """One recipe for teachers and students: the target-only baseline is then exactly the video
+    teacher's training, done once; a different recipe trains it."""
+    import torch
+
+    cfg = done_run[1]
+    summary = json.loads((cfg.workdir / "train" / "baseline" / "summary.json").read_text())
+    assert summary["same_as"] == "teacher/video"
+    a = torch.load(cfg.workdir / "train" / "baseline" / "model.pt", weights_only=False)["model"]
+    b = torch.load(cfg.workdir / "teacher" / "video" / "model.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    m = json.loads((cfg.workdir / "eval" / "baseline" / "metrics.json").read_text())
+    assert m["num_samples"] == 12
+    other = load_config(done_run[0], ["train.model.steps=7"])
+    assert not stages.run_unit(other, "train/baseline").cached
+    summary = json.loads((other.workdir / "train" / "baseline" / "summary.json").read_text())
+    assert "same_as" not in summary and summary["steps"] == 7
+    assert stages.run_unit(cfg, "train/baseline").info["same_as"] == "teacher/video"  # put the module's run back
+
+
 def test_a_stage_alone_without_its_inputs_says_what_to_run(tmp_path, tiny_world):
     cfg = load_config(write_config(tmp_path, tiny_world))
     with pytest.raises(stages.StageError, match="run `omni ingest CONFIG`"):
