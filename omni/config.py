@@ -115,6 +115,9 @@ class FilterConfig(_Strict):
     top_k: int = Field(1, ge=1, description="with require_top1: the query class within the teacher's top k")
     keep_fraction: float | None = Field(0.5, gt=0, le=1, description="keep at most this share of each "
                                         "source's items per query, those the teacher scores highest")
+    refine: bool = Field(False, description="a second round: the OmniSource student re-scores every web "
+                         "sample, the same rule selects again, and a refined student (run 'refined') trains "
+                         "on that selection")
 
 
 class TrainConfig(_Strict):

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from . import cache
@@ -51,7 +52,7 @@ VERSIONS = {"ingest": 3, "extract": 2, "teacher": 3, "score": 2, "filter": 2, "m
             "evaluate": 3}
 FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
-RUNS = ("baseline", "omnisource")
+RUNS = ("baseline", "omnisource", "refined")
 RANKED_STAGES = frozenset({"teacher", "score", "train"})  # under torchrun every rank works on these
 
 # Settings that change how fast or where work runs, never what it computes: passed to the
@@ -68,6 +69,8 @@ _WEB_ONLY_INGEST = frozenset({"leak_threshold", "leak_check", "image_short_side"
 _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot_threshold",
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
+# filter settings only the second (refined) round reads
+_REFINE_ONLY_FILTER = frozenset({"refine"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha")
@@ -121,7 +124,8 @@ def teacher_kinds(cfg: Config) -> list[str]:
 
 
 def runs(cfg: Config) -> list[str]:
-    return ["baseline", "omnisource"] if cfg.train.baseline else ["omnisource"]
+    out = ["baseline", "omnisource"] if cfg.train.baseline else ["omnisource"]
+    return out + ["refined"] if cfg.filter.refine else out
 
 
 def units(cfg: Config, stage: str) -> list[str]:
@@ -181,13 +185,16 @@ def unit_settings(cfg: Config, unit: str) -> dict:
     if stage == "score":
         return {"amp": cfg.train.amp}
     if stage == "filter":
-        return {"classes": names, "filter": cfg.filter.model_dump(mode="json")}
+        return {"classes": names, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER)}
     if stage == "manifest":
         return {"classes": names, "source_order": [s.name for s in cfg.sources]}
     if stage == "train":
         t = _section(cfg.train, prefix="train")
         if part == "baseline":  # web-data knobs never retrain the baseline
             t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
+        if part == "refined":  # re-scores with the student and selects again with the filter's rule
+            return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
+                    "source_order": [s.name for s in cfg.sources]}
         return {"classes": names, "train": t}
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
@@ -236,6 +243,9 @@ def upstream(cfg: Config, unit: str) -> list[str]:
     if stage == "manifest":
         return ["filter", "extract/target"] + [f"ingest/{s}" for s in src] + [f"extract/{s}" for s in src]
     if stage == "train":
+        if part == "refined":
+            return ["train/omnisource", "manifest", "extract/target"] + [f"ingest/{s}" for s in src] + \
+                [f"extract/{s}" for s in src]
         return ["extract/target"] if part == "baseline" else ["manifest"]
     if stage == "evaluate":
         return [f"train/{part}", "extract/target"]
@@ -673,11 +683,9 @@ def _inspect_filter(u: Unit, judged: pd.DataFrame) -> list[str]:
     return sheets
 
 
-def _manifest(u: Unit) -> dict:
-    from .atomic import write_parquet_atomic
+def _manifest_inputs(u: Unit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(ingested items, extracted web samples, target samples) of every source."""
     from .extract import SAMPLE_COLUMNS
-    from .manifest import build_manifest
-    from .score import SCORE_COLUMNS
 
     names = [s.name for s in u.cfg.sources]
 
@@ -689,17 +697,65 @@ def _manifest(u: Unit) -> dict:
                 ["item_id", "source", "kind", "url", "query", "status", "reason", "sha256"])
     samples_cols = [c if c not in ("status", "reason") else f"extract_{c}" for c in SAMPLE_COLUMNS]
     web = cat([u.input(f"extract/{n}") / "samples.parquet" for n in names], samples_cols)
-    light = [c for c in SCORE_COLUMNS if c != "teacher_probs"]  # the vectors stay in score/; never all in memory
-    scores = pd.concat([pd.read_parquet(u.input(f"score/{n}") / "scores.parquet", columns=light) for n in names],
-                       ignore_index=True) if names else pd.DataFrame(columns=light)
-    filtered = pd.read_parquet(u.input("filter") / "filtered.parquet")
     target = pd.read_parquet(u.input("extract/target") / "samples.parquet")
+    return items, web, target
+
+
+def _write_manifest(u: Unit, items, web, scores, filtered, target) -> dict:
+    from .atomic import write_parquet_atomic
+    from .manifest import build_manifest
+
     web_items, train = build_manifest(items, web, scores, filtered, target, u.settings["classes"],
                                       u.settings["source_order"])
     write_parquet_atomic(web_items, u.dir / "web_items.parquet")
     write_parquet_atomic(train, u.dir / "train.parquet")
     counts = {f"{src}/{st}": int(n) for (src, st), n in web_items.groupby(["source", "status"]).size().items()}
     return {"web_rows": len(web_items), "train_samples": len(train), "by_source_status": counts}
+
+
+def _manifest(u: Unit) -> dict:
+    from .score import SCORE_COLUMNS
+
+    names = [s.name for s in u.cfg.sources]
+    items, web, target = _manifest_inputs(u)
+    light = [c for c in SCORE_COLUMNS if c != "teacher_probs"]  # the vectors stay in score/; never all in memory
+    scores = pd.concat([pd.read_parquet(u.input(f"score/{n}") / "scores.parquet", columns=light) for n in names],
+                       ignore_index=True) if names else pd.DataFrame(columns=light)
+    filtered = pd.read_parquet(u.input("filter") / "filtered.parquet")
+    return _write_manifest(u, items, web, scores, filtered, target)
+
+
+def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
+    """The second round's selection: the OmniSource student scores every extracted web sample
+    (stills as replicated clips, one view), the filter's rule selects again, and the manifest is
+    rebuilt from those scores (``train/refined/web_items.parquet``, ``train.parquet``,
+    ``scores.parquet``); ingest, duplicate and leak verdicts are unchanged."""
+    from .atomic import write_parquet_atomic
+    from .config import FilterConfig
+    from .filter import filter_scores
+    from .predict import predict
+    from .teacher import teacher_dataset
+    from .train import load_model
+
+    items, web, target = _manifest_inputs(u)
+    model, m, _ = load_model(u.input("train/omnisource") / "model.pt", u.runtime["train.device"])
+    ok = web[web["extract_status"] == "ok"].reset_index(drop=True)
+    probs = predict(model, teacher_dataset(ok, u.workdir, m, train=False, group_by_item=False),
+                    batch_size=u.runtime["evaluate.batch_size"], views=1, amp=u.settings["train"]["amp"],
+                    loader_workers=u.runtime["train.loader_workers"]) if len(ok) else np.zeros((0, 1), np.float32)
+    labels = ok["label"].to_numpy().astype(int)
+    scores = pd.DataFrame({"sample_id": ok["sample_id"], "item_id": ok["item_id"], "source": ok["source"],
+                           "label": labels, "teacher": "student",
+                           "teacher_label": probs.argmax(1) if len(ok) else np.zeros(0, int),
+                           "teacher_score": probs[np.arange(len(ok)), labels] if len(ok) else np.zeros(0),
+                           "teacher_probs": list(probs)})
+    filtered = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
+    if u.ranks.main:
+        write_parquet_atomic(scores, u.dir / "scores.parquet")
+    info = _write_manifest(u, items, web, scores.drop(columns=["teacher_probs"]), filtered, target) \
+        if u.ranks.main else {}
+    u.ranks.barrier()
+    return pd.read_parquet(u.dir / "train.parquet"), info
 
 
 def _baseline_is_the_video_teacher(u: Unit, rows: pd.DataFrame) -> Path | None:
@@ -740,12 +796,16 @@ def _train(u: Unit) -> dict:
             u.ranks.barrier()
             log.info("train/baseline: the same training as teacher/video (same recipe, seed and clips): its model reused")
             return {k: v for k, v in res.items() if k != "curve"}
+    elif u.part == "refined":
+        rows, selection = _refine_selection(u)
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:
         raise StageError("no usable target training clips: every target train item failed ingest or extract")
     res = train_student(rows, TrainConfig(**u.settings["train"]), u.settings["classes"], u.workdir, u.dir,
                         u.keys[u.name], run=run_options(u.runtime), progress=u.progress, should_stop=u.should_stop)
+    if u.part == "refined":
+        res["selection"] = selection
     if u.ranks.main:
         write_json_atomic(u.dir / "summary.json", res)
         _curve_png(u, res)
@@ -789,7 +849,7 @@ HELP = {
     "score": "score every web sample with its teacher",
     "filter": "keep samples whose teacher top class equals their query",
     "manifest": "write manifest/web_items.parquet and manifest/train.parquet",
-    "train": "train the target-only baseline and the OmniSource student",
+    "train": "train the target-only baseline and the OmniSource student (and, with filter.refine, the refined student)",
     "evaluate": "evaluate trained models on the target val set",
 }
 

@@ -159,6 +159,36 @@ def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done
     assert stages.run_unit(cfg, "train/baseline").info["same_as"] == "teacher/video"  # put the module's run back
 
 
+def test_refine_rescores_with_the_student_and_trains_a_refined_student(done_run):
+    """filter.refine: a second round. The OmniSource student scores every web sample, the same
+    rule selects again, and a third run ('refined') trains on that selection and is evaluated;
+    nothing before it is redone, and a rerun is all cache hits."""
+    cfg = load_config(done_run[0], ["filter.refine=true"])
+    first = _run_all(cfg)  # (an earlier test left another list edit's round 1 in this workdir)
+    assert not first["train/refined"].cached and not first["evaluate/refined"].cached
+    assert all(first[u].cached for u in ("teacher/image", "teacher/video", "train/baseline", "evaluate/baseline"))
+    d = cfg.workdir / "train" / "refined"
+    scores = pd.read_parquet(d / "scores.parquet")
+    web = pd.read_parquet(d / "web_items.parquet")
+    round1 = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
+    assert (scores["teacher"] == "student").all()
+    assert len(web) == len(round1)  # the same rows; ingest, duplicate and leak verdicts unchanged
+    same = web.set_index("url")["status"].isin(["kept", "filtered"])
+    assert (same == round1.set_index("url")["status"].isin(["kept", "filtered"])).all()
+    # kept = the best half per source and query by the student's score for the query class
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    for _, g in judged.groupby(["source", "query"]):
+        kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
+        assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
+    train = pd.read_parquet(d / "train.parquet")
+    assert set(train.loc[train["source"] != "target", "sample_id"]) == set(web.loc[web["status"] == "kept", "sample_id"])
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["selection"]["train_samples"] == len(train)
+    m = json.loads((cfg.workdir / "eval" / "refined" / "metrics.json").read_text())
+    assert m["num_samples"] == 12
+    assert all(r.cached for r in _run_all(cfg).values())
+
+
 def test_a_stage_alone_without_its_inputs_says_what_to_run(tmp_path, tiny_world):
     cfg = load_config(write_config(tmp_path, tiny_world))
     with pytest.raises(stages.StageError, match="run `omni ingest CONFIG`"):
