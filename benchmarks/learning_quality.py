@@ -114,6 +114,12 @@ def one(world_name: str, seed: int, args, log) -> dict:
         row[f"{src}_kept"] = r["kept"]
         row[f"{src}_precision_unfiltered"] = r["precision_unfiltered"]
     row["leaks"] = f"{gt['leaks_found']}/{gt['leaks_planted']}"
+    if "refined" in filt:  # filter.refine: the second round's selection and student
+        row["refined"] = filt["refined"]
+        ref_web = pd.read_parquet(stages.stage_dir(cfg, "train/refined") / "web_items.parquet")
+        for src, r in ground_truth_report(world, ref_web)["sources"].items():
+            row[f"{src}_precision_refined"] = r["precision_kept"]
+            row[f"{src}_recall_refined"] = r["recall_kept"]
     if not args.no_unfiltered:
         log("  unfiltered")
         unf = dict(base, filter={"require_top1": False, "min_score": 0.0, "keep_fraction": None})
@@ -141,7 +147,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
     out = []
     for w, g in df.groupby("world", sort=False):
         r = {"world": w, "seeds": len(g)}
-        for col in ("reference", "baseline", "omnisource", "omnisource_unfiltered"):
+        for col in ("reference", "baseline", "omnisource", "refined", "omnisource_unfiltered"):
             if col in g:
                 r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
         r["gain"] = r["omnisource_mean"] - r["baseline_mean"]
@@ -150,7 +156,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
         if "reference_mean" in r:
             r["baseline_minus_reference"] = r["baseline_mean"] - r["reference_mean"]
         for src in SOURCES:
-            for m in ("precision", "recall"):
+            for m in ("precision", "recall", "precision_refined", "recall_refined"):
                 if f"{src}_{m}" in g:
                     r[f"{src}_{m}"] = _ms(g[f"{src}_{m}"])[0]
         r["baseline_train_s"] = _ms([t.get("baseline") for t in g["train_s"]])[0]
@@ -170,15 +176,20 @@ def markdown(t: pd.DataFrame) -> str:
     def f(x, d=1):
         return "-" if x is None or pd.isna(x) else f"{x:.{d}f}"
 
-    head = ("| world | seeds | reference | baseline | OmniSource | gain | unfiltered | filt - unfilt | "
-            "img P / R | vid P / R | untrim P / R | base / omni train s |")
+    refined = "refined_mean" in t.columns and t["refined_mean"].notna().any()
+    head = ("| world | seeds | reference | baseline | OmniSource | gain | " + ("refined | " if refined else "")
+            + "unfiltered | filt - unfilt | img P / R | vid P / R | untrim P / R | "
+            + ("refined img / vid / untrim P / R | " if refined else "") + "base / omni train s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in t.iterrows():
         pr = [f"{f(r.get(s + '_precision'), 2)} / {f(r.get(s + '_recall'), 2)}" for s in SOURCES]
+        rpr = ", ".join(f"{f(r.get(s + '_precision_refined'), 2)} / {f(r.get(s + '_recall_refined'), 2)}"
+                        for s in SOURCES)
         lines.append(f"| {r['world']} | {r['seeds']} | {pm(r, 'reference')} | {pm(r, 'baseline')} | "
-                     f"{pm(r, 'omnisource')} | {f(r['gain'])} | {pm(r, 'omnisource_unfiltered')} | "
-                     f"{f(r.get('filtered_minus_unfiltered'))} | {' | '.join(pr)} | "
-                     f"{f(r['baseline_train_s'], 0)} / {f(r['omnisource_train_s'], 0)} |")
+                     f"{pm(r, 'omnisource')} | {f(r['gain'])} | " + (f"{pm(r, 'refined')} | " if refined else "")
+                     + f"{pm(r, 'omnisource_unfiltered')} | "
+                     f"{f(r.get('filtered_minus_unfiltered'))} | {' | '.join(pr)} | " + (f"{rpr} | " if refined else "")
+                     + f"{f(r['baseline_train_s'], 0)} / {f(r['omnisource_train_s'], 0)} |")
     return "\n".join(lines) + "\n\nTop-1 in %, mean ± sample std over seeds; P / R: filter precision / recall " \
                               "of kept items against the world's ground truth.\n"
 

@@ -93,3 +93,24 @@ def test_ground_truth_report_precision_recall(zoo_world):
     # keep everything: recall 1, precision as crawled
     rep = ground_truth_report(world, web.assign(status="kept"))["sources"]["web_videos"]
     assert rep["recall_kept"] == 1.0 and rep["precision_kept"] == pytest.approx(sum(correct) / len(correct))
+
+
+def test_learning_quality_table_reports_means_spreads_and_the_refined_round():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import learning_quality as lq
+
+    rows = [{"world": "w1", "seed": s, "baseline": b, "omnisource": o, "refined": r, "reference": 0.5,
+             "omnisource_unfiltered": 0.6, "web_videos_precision": 0.7, "web_videos_recall": 0.6,
+             "web_videos_precision_refined": 0.9, "web_videos_recall_refined": 0.8,
+             "train_s": {"baseline": 10, "omnisource": 20}, "wall_s": 100}
+            for s, b, o, r in ((0, 0.4, 0.7, 0.8), (1, 0.6, 0.9, 0.9))]
+    t = lq.table(rows)
+    w1 = t[t["world"] == "w1"].iloc[0]
+    assert abs(w1["baseline_mean"] - 50.0) < 1e-9 and abs(w1["baseline_std"] - 14.142) < 1e-3
+    assert abs(w1["gain"] - 30.0) < 1e-9 and abs(w1["filtered_minus_unfiltered"] - 20.0) < 1e-9
+    md = lq.markdown(t)
+    assert "| refined |" in md and "85.0 ± 7.1" in md and "0.90 / 0.80" in md
+    assert t.iloc[-1]["world"] == "MEAN"
