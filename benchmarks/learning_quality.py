@@ -114,9 +114,9 @@ def one(world_name: str, seed: int, args, log) -> dict:
         row[f"{src}_kept"] = r["kept"]
         row[f"{src}_precision_unfiltered"] = r["precision_unfiltered"]
     row["leaks"] = f"{gt['leaks_found']}/{gt['leaks_planted']}"
-    if "refined" in filt:  # filter.refine: the second round's selection and student
-        row["refined"] = filt["refined"]
-        ref_web = pd.read_parquet(stages.stage_dir(cfg, "train/refined") / "web_items.parquet")
+    if "first_round" in filt:  # filter.refine: omnisource learned from the second round's selection
+        row["refined"], row["omnisource"] = filt["omnisource"], filt["first_round"]
+        ref_web = pd.read_parquet(stages.stage_dir(cfg, "train/omnisource") / "web_items.parquet")
         for src, r in ground_truth_report(world, ref_web)["sources"].items():
             row[f"{src}_precision_refined"] = r["precision_kept"]
             row[f"{src}_recall_refined"] = r["recall_kept"]

@@ -167,10 +167,10 @@ def _demo(args) -> int:
     print("\n" + report_table(rep, truth))
     print(f"val leaks planted {truth['leaks_planted']}, found {truth['leaks_found']}; "
           f"false leaks among clean items: {truth['false_leaks']}")
-    refined = cfg.workdir / "train" / "refined" / "web_items.parquet"
-    if cfg.filter.refine and refined.exists():  # the second round's selection, by the student's scores
+    refined = cfg.workdir / "train" / "omnisource" / "web_items.parquet"
+    if cfg.filter.refine and refined.exists():  # the second round's selection, by the first-round student
         rep["ground_truth_refined"] = ground_truth_report(world, pd.read_parquet(refined))
-        print("refined selection (precision / recall of kept): " + ", ".join(
+        print("second round's selection (precision / recall of kept): " + ", ".join(
             f"{src} {100 * r['precision_kept']:.1f}% / {100 * r['recall_kept']:.1f}%"
             for src, r in rep["ground_truth_refined"]["sources"].items() if r["precision_kept"] is not None))
     print(f"manifest: {cfg.workdir / 'manifest' / 'web_items.parquet'}; metrics: {cfg.workdir / 'eval'}")

@@ -52,7 +52,7 @@ VERSIONS = {"ingest": 3, "extract": 2, "teacher": 3, "score": 2, "filter": 2, "m
             "evaluate": 3}
 FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
-RUNS = ("baseline", "omnisource", "refined")
+RUNS = ("baseline", "first_round", "omnisource")
 RANKED_STAGES = frozenset({"teacher", "score", "train"})  # under torchrun every rank works on these
 
 # Settings that change how fast or where work runs, never what it computes: passed to the
@@ -124,8 +124,10 @@ def teacher_kinds(cfg: Config) -> list[str]:
 
 
 def runs(cfg: Config) -> list[str]:
-    out = ["baseline", "omnisource"] if cfg.train.baseline else ["omnisource"]
-    return out + ["refined"] if cfg.filter.refine else out
+    """Trained models in order; ``omnisource`` is always the student omni hands over (with
+    ``filter.refine`` it learns from the second round's selection, made by ``first_round``)."""
+    return (["baseline"] if cfg.train.baseline else []) + (["first_round"] if cfg.filter.refine else []) + \
+        ["omnisource"]
 
 
 def units(cfg: Config, stage: str) -> list[str]:
@@ -192,9 +194,10 @@ def unit_settings(cfg: Config, unit: str) -> dict:
         t = _section(cfg.train, prefix="train")
         if part == "baseline":  # web-data knobs never retrain the baseline
             t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
-        if part == "refined":  # re-scores with the student and selects again with the filter's rule
+        if part == "omnisource" and cfg.filter.refine:  # re-scores with the first-round student and
+            # selects again with the filter's rule
             return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
-                    "source_order": [s.name for s in cfg.sources]}
+                    "refine": True, "source_order": [s.name for s in cfg.sources]}
         return {"classes": names, "train": t}
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
@@ -243,8 +246,8 @@ def upstream(cfg: Config, unit: str) -> list[str]:
     if stage == "manifest":
         return ["filter", "extract/target"] + [f"ingest/{s}" for s in src] + [f"extract/{s}" for s in src]
     if stage == "train":
-        if part == "refined":
-            return ["train/omnisource", "manifest", "extract/target"] + [f"ingest/{s}" for s in src] + \
+        if part == "omnisource" and cfg.filter.refine:
+            return ["train/first_round", "manifest", "extract/target"] + [f"ingest/{s}" for s in src] + \
                 [f"extract/{s}" for s in src]
         return ["extract/target"] if part == "baseline" else ["manifest"]
     if stage == "evaluate":
@@ -726,9 +729,9 @@ def _manifest(u: Unit) -> dict:
 
 
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
-    """The second round's selection: the OmniSource student scores every extracted web sample
+    """The second round's selection: the first-round student scores every extracted web sample
     (stills as replicated clips, one view), the filter's rule selects again, and the manifest is
-    rebuilt from those scores (``train/refined/web_items.parquet``, ``train.parquet``,
+    rebuilt from those scores (``train/omnisource/web_items.parquet``, ``train.parquet``,
     ``scores.parquet``); ingest, duplicate and leak verdicts are unchanged."""
     from .atomic import write_parquet_atomic
     from .config import FilterConfig
@@ -738,7 +741,7 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     from .train import load_model
 
     items, web, target = _manifest_inputs(u)
-    model, m, _ = load_model(u.input("train/omnisource") / "model.pt", u.runtime["train.device"])
+    model, m, _ = load_model(u.input("train/first_round") / "model.pt", u.runtime["train.device"])
     ok = web[web["extract_status"] == "ok"].reset_index(drop=True)
     probs = predict(model, teacher_dataset(ok, u.workdir, m, train=False, group_by_item=False),
                     batch_size=u.runtime["evaluate.batch_size"], views=1, amp=u.settings["train"]["amp"],
@@ -796,7 +799,7 @@ def _train(u: Unit) -> dict:
             u.ranks.barrier()
             log.info("train/baseline: the same training as teacher/video (same recipe, seed and clips): its model reused")
             return {k: v for k, v in res.items() if k != "curve"}
-    elif u.part == "refined":
+    elif u.settings.get("refine"):
         rows, selection = _refine_selection(u)
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
@@ -804,7 +807,7 @@ def _train(u: Unit) -> dict:
         raise StageError("no usable target training clips: every target train item failed ingest or extract")
     res = train_student(rows, TrainConfig(**u.settings["train"]), u.settings["classes"], u.workdir, u.dir,
                         u.keys[u.name], run=run_options(u.runtime), progress=u.progress, should_stop=u.should_stop)
-    if u.part == "refined":
+    if u.settings.get("refine"):
         res["selection"] = selection
     if u.ranks.main:
         write_json_atomic(u.dir / "summary.json", res)
@@ -849,7 +852,7 @@ HELP = {
     "score": "score every web sample with its teacher",
     "filter": "keep samples whose teacher top class equals their query",
     "manifest": "write manifest/web_items.parquet and manifest/train.parquet",
-    "train": "train the target-only baseline and the OmniSource student (and, with filter.refine, the refined student)",
+    "train": "train the target-only baseline and the OmniSource student (with filter.refine: a first-round student, then the student on the second round's selection)",
     "evaluate": "evaluate trained models on the target val set",
 }
 

@@ -41,7 +41,7 @@ READERS = {
     "extract.max_windows_per_video": ["extract/un"], "extract.frame_codec": ALL_EXTRACT,
     "extract.jpeg_quality": ALL_EXTRACT,
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
-    "filter.refine": [],  # adds the refined run's units; changes no existing unit
+    "filter.refine": ["train/omnisource"],  # adds a first-round student; omnisource learns from round 2
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/omnisource"],  # the joint-training knobs

@@ -159,15 +159,18 @@ def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done
     assert stages.run_unit(cfg, "train/baseline").info["same_as"] == "teacher/video"  # put the module's run back
 
 
-def test_refine_rescores_with_the_student_and_trains_a_refined_student(done_run):
-    """filter.refine: a second round. The OmniSource student scores every web sample, the same
-    rule selects again, and a third run ('refined') trains on that selection and is evaluated;
-    nothing before it is redone, and a rerun is all cache hits."""
+def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_that(done_run):
+    """filter.refine: a second round. A first-round student learns from the teacher's selection,
+    scores every web sample, the same rule selects again, and the OmniSource student (the model
+    omni hands over) trains on that selection; both are evaluated; the teachers and the baseline
+    are not redone, and a rerun is all cache hits."""
     cfg = load_config(done_run[0], ["filter.refine=true"])
     first = _run_all(cfg)  # (an earlier test left another list edit's round 1 in this workdir)
-    assert not first["train/refined"].cached and not first["evaluate/refined"].cached
+    assert stages.runs(cfg) == ["baseline", "first_round", "omnisource"]
+    for u in ("train/first_round", "train/omnisource", "evaluate/first_round", "evaluate/omnisource"):
+        assert not first[u].cached, u
     assert all(first[u].cached for u in ("teacher/image", "teacher/video", "train/baseline", "evaluate/baseline"))
-    d = cfg.workdir / "train" / "refined"
+    d = cfg.workdir / "train" / "omnisource"
     scores = pd.read_parquet(d / "scores.parquet")
     web = pd.read_parquet(d / "web_items.parquet")
     round1 = pd.read_parquet(cfg.workdir / "manifest" / "web_items.parquet")
@@ -184,8 +187,8 @@ def test_refine_rescores_with_the_student_and_trains_a_refined_student(done_run)
     assert set(train.loc[train["source"] != "target", "sample_id"]) == set(web.loc[web["status"] == "kept", "sample_id"])
     summary = json.loads((d / "summary.json").read_text())
     assert summary["selection"]["train_samples"] == len(train)
-    m = json.loads((cfg.workdir / "eval" / "refined" / "metrics.json").read_text())
-    assert m["num_samples"] == 12
+    for run in ("first_round", "omnisource"):
+        assert json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())["num_samples"] == 12
     assert all(r.cached for r in _run_all(cfg).values())
 
 
