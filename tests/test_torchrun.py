@@ -58,7 +58,10 @@ def test_class_resampling_is_the_same_under_ranks():
 def ready(tmp_path_factory, tiny_world):
     """A workdir with every stage before training done, in one process."""
     tmp = tmp_path_factory.mktemp("ddp")
-    cfg_path = write_config(tmp, tiny_world, train={"checkpoint_every_steps": 5})
+    # a video teacher recipe unlike the students': the baseline then trains itself (under torchrun
+    # too) instead of reusing the teacher's model
+    cfg_path = write_config(tmp, tiny_world, train={"checkpoint_every_steps": 5},
+                            teacher={"video": {"steps": 5, "width": 8, "input_size": 32, "batch_size": 8}})
     cfg = load_config(cfg_path)
     for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
         stages.run_stage(cfg, stage)
