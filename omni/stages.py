@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from . import cache
@@ -730,35 +729,34 @@ def _manifest(u: Unit) -> dict:
 
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     """The second round's selection: the first-round student scores every extracted web sample
-    (stills as replicated clips, one view), the filter's rule selects again, and the manifest is
-    rebuilt from those scores (``train/omnisource/web_items.parquet``, ``train.parquet``,
-    ``scores.parquet``); ingest, duplicate and leak verdicts are unchanged."""
-    from .atomic import write_parquet_atomic
+    (the score stage's sharded, resumable scoring, with the student as teacher), the filter's
+    rule selects again, and the manifest is rebuilt from those scores
+    (``train/omnisource/web_items.parquet``, ``train.parquet``, ``scores.parquet``); ingest,
+    duplicate and leak verdicts are unchanged."""
     from .config import FilterConfig
-    from .filter import filter_scores
-    from .predict import predict
-    from .teacher import teacher_dataset
-    from .train import load_model
+    from .filter import filter_scores, read_scores
+    from .score import assemble_scores, prepare_parts, score_samples
 
     items, web, target = _manifest_inputs(u)
-    model, m, _ = load_model(u.input("train/first_round") / "model.pt", u.runtime["train.device"])
-    ok = web[web["extract_status"] == "ok"].reset_index(drop=True)
-    probs = predict(model, teacher_dataset(ok, u.workdir, m, train=False, group_by_item=False),
-                    batch_size=u.runtime["evaluate.batch_size"], views=1, amp=u.settings["train"]["amp"],
-                    loader_workers=u.runtime["train.loader_workers"]) if len(ok) else np.zeros((0, 1), np.float32)
-    labels = ok["label"].to_numpy().astype(int)
-    scores = pd.DataFrame({"sample_id": ok["sample_id"], "item_id": ok["item_id"], "source": ok["source"],
-                           "label": labels, "teacher": "student",
-                           "teacher_label": probs.argmax(1) if len(ok) else np.zeros(0, int),
-                           "teacher_score": probs[np.arange(len(ok)), labels] if len(ok) else np.zeros(0),
-                           "teacher_probs": list(probs)})
-    filtered = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
-    if u.ranks.main:
-        write_parquet_atomic(scores, u.dir / "scores.parquet")
-    info = _write_manifest(u, items, web, scores.drop(columns=["teacher_probs"]), filtered, target) \
-        if u.ranks.main else {}
+    if u.ranks.many:  # rank 0 checks earlier parts before any rank writes one
+        if u.ranks.main:
+            prepare_parts(u.dir, int((web["extract_status"] == "ok").sum()), u.runtime["cluster.shard_items"])
+        u.ranks.barrier()
+    info = score_samples(web, u.workdir, u.input("train/first_round"), "student", u.dir,
+                         amp=u.settings["train"]["amp"], device=u.runtime["train.device"],
+                         batch_size=u.runtime["evaluate.batch_size"], loader_workers=u.runtime["train.loader_workers"],
+                         shard_items=u.runtime["cluster.shard_items"], scheduler=u.runtime["cluster.scheduler_address"],
+                         resources=u.runtime["cluster.score_resources"], rank=u.ranks.rank,
+                         world_size=u.ranks.world_size)
     u.ranks.barrier()
-    return pd.read_parquet(u.dir / "train.parquet"), info
+    if u.ranks.main:
+        assemble_scores(u.dir, info["shards"])
+        scores = read_scores(u.dir / "scores.parquet")
+        filtered = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
+        _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
+    u.ranks.barrier()
+    train = pd.read_parquet(u.dir / "train.parquet")
+    return train, {"scored": info["scored"], "train_samples": len(train)}
 
 
 def _baseline_is_the_video_teacher(u: Unit, rows: pd.DataFrame) -> Path | None:
