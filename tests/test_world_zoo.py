@@ -114,3 +114,34 @@ def test_learning_quality_table_reports_means_spreads_and_the_refined_round():
     md = lq.markdown(t)
     assert "| refined |" in md and "85.0 ± 7.1" in md and "0.90 / 0.80" in md
     assert t.iloc[-1]["world"] == "MEAN"
+
+
+def test_true_classes_name_what_each_web_item_shows(zoo_world):
+    from omni.demo.world import true_classes
+
+    world, _ = zoo_world
+    truth = pd.read_parquet(world / "ground_truth.parquet")
+    vids = pd.read_json(world / "crawl" / "web_videos.jsonl", lines=True)
+    vids = vids[~vids["url"].str.contains("bad_|copy_of_|leak_")].head(30)
+    expect = dict(zip("../" + truth["url"], truth["true_class"]))
+    assert true_classes(world, vids) == [expect[u] for u in vids["url"]]
+    assert true_classes(world, pd.DataFrame({"url": ["../web/not_in_the_world.mp4"]})) == ["junk"]
+
+
+def test_filter_ideas_measures_ranking_and_an_adaptive_rule():
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import filter_ideas as fi
+
+    assert fi.auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])) == 1.0
+    assert fi.auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0])) == 0.0
+    rng = np.random.default_rng(0)
+    # two queries with different clean shares (80% and 30%): the mixture keeps the clean ones in both
+    clean = np.r_[np.ones(40), np.zeros(10), np.ones(15), np.zeros(35)].astype(bool)
+    x = np.where(clean, rng.normal(3, 0.5, 100), rng.normal(-3, 0.5, 100))
+    keep = fi.mixture_keep(x, np.r_[np.zeros(50), np.ones(50)])
+    assert (keep == clean).all()

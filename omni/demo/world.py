@@ -476,19 +476,9 @@ def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
     truth["key"] = truth["url"]
     items = web_items.copy()
     items["key"] = [_relative_url(u) for u in items["url"]]
-    t = truth.drop_duplicates("key").set_index("key")
+    items["true_class"] = true_classes(world, web_items, truth)
     report: dict = {"sources": {}}
     for src, g in items.groupby("source", sort=False):
-        true_cls = []
-        for _, row in g.iterrows():
-            info = t.loc[row["key"]] if row["key"] in t.index else None
-            if info is None:
-                true_cls.append("junk")
-            elif isinstance(info.get("segments"), str) and info["segments"] and not pd.isna(row.get("start_s")):
-                true_cls.append(_window_class(json.loads(info["segments"]), row["start_s"], row["end_s"]))
-            else:
-                true_cls.append(info["true_class"])
-        g = g.assign(true_class=true_cls)
         correct = g["true_class"] == g["query"]
         kept = g["status"] == "kept"
         usable = g["status"].isin(["kept", "filtered"])
@@ -506,6 +496,26 @@ def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
     report["leaks_found"] = sum(status.get(k) == "leak" for k in planted)
     report["false_leaks"] = int(sum(status.get(k) == "leak" for k in clean))
     return report
+
+
+def true_classes(world: Path, web_items: pd.DataFrame, truth: pd.DataFrame | None = None) -> list[str]:
+    """What each web sample (a row of ``web_items``: ``url``, ``start_s``, ``end_s``) truly shows:
+    a class name, or ``junk``; an untrimmed window shows the class covering most of it."""
+    if truth is None:
+        truth = pd.read_parquet(world / "ground_truth.parquet")
+    t = truth.drop_duplicates("url").set_index("url")
+    out = []
+    none = pd.Series(np.nan, index=web_items.index)
+    for url, start, end in zip(web_items["url"], web_items.get("start_s", none), web_items.get("end_s", none)):
+        key = _relative_url(url)
+        info = t.loc[key] if key in t.index else None
+        if info is None:
+            out.append("junk")
+        elif isinstance(info.get("segments"), str) and info["segments"] and not pd.isna(start):
+            out.append(_window_class(json.loads(info["segments"]), start, end))
+        else:
+            out.append(info["true_class"])
+    return out
 
 
 def _relative_url(url: str) -> str:
