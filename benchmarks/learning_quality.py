@@ -135,6 +135,16 @@ def one(world_name: str, seed: int, args, log) -> dict:
     return row
 
 
+# overrides that leave the default run's baseline / OmniSource / unfiltered figures as they are: CPU
+# threads, and filter.refine (its second round is reported apart, as "refined")
+NEUTRAL = ("train.threads=", "filter.refine=")
+
+
+def comparable(overrides: str) -> str:
+    """A run's overrides without the neutral ones: runs are pooled in one table when these match."""
+    return " ".join(o for o in overrides.split() if not o.startswith(NEUTRAL))
+
+
 def _ms(values) -> tuple[float, float]:
     v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
     if not v:
@@ -210,6 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--ref-steps", type=int, default=400)
     ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
+    ap.add_argument("--table-only", action="store_true", help="only rebuild the table from runs.jsonl")
     args = ap.parse_args(argv)
     args.set = RECIPES[args.recipe] + args.set
     worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else list(ZOO))
@@ -220,11 +231,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     runs_path = args.out / "runs.jsonl"
     done = [] if args.fresh or not runs_path.exists() else [json.loads(x) for x in runs_path.read_text().splitlines() if x]
-    overrides = " ".join(args.set)
-    have = {(r["world"], r["seed"]) for r in done if r.get("overrides", "") == overrides}
-    rows = [r for r in done if r.get("overrides", "") == overrides and r["world"] in worlds and r["seed"] in seeds]
+    overrides = comparable(" ".join(args.set))
+    have = {(r["world"], r["seed"]) for r in done if comparable(r.get("overrides", "")) == overrides}
+    rows = [r for r in done if comparable(r.get("overrides", "")) == overrides and r["world"] in worlds
+            and r["seed"] in seeds]
     start = time.time()
-    todo = [(w, s) for w in worlds for s in seeds if (w, s) not in have]
+    todo = [] if args.table_only else [(w, s) for w in worlds for s in seeds if (w, s) not in have]
 
     def log(msg):
         print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)

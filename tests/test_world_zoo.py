@@ -145,3 +145,14 @@ def test_filter_ideas_measures_ranking_and_an_adaptive_rule():
     x = np.where(clean, rng.normal(3, 0.5, 100), rng.normal(-3, 0.5, 100))
     keep = fi.mixture_keep(x, np.r_[np.zeros(50), np.ones(50)])
     assert (keep == clean).all()
+
+
+def test_learning_quality_pools_runs_that_differ_only_in_threads_or_the_second_round():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import learning_quality as lq
+
+    assert lq.comparable("train.threads=1") == lq.comparable("filter.refine=true") == lq.comparable("") == ""
+    assert lq.comparable("train.threads=1 filter.keep_fraction=0.8") == "filter.keep_fraction=0.8"
