@@ -49,8 +49,8 @@ def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tm
         pd.testing.assert_frame_equal(filter_scores(light, rule, NAMES), filter_scores(s, rule, NAMES))
 
 
-def test_the_default_filter_keeps_the_best_scored_half_per_source_and_query():
-    assert FilterConfig().keep_fraction == 0.5 and not FilterConfig().require_top1
+def test_the_default_filter_keeps_the_best_scored_80_percent_per_source_and_query():
+    assert FilterConfig().keep_fraction == 0.8 and not FilterConfig().require_top1
 
 
 def test_filter_keep_fraction_keeps_the_best_scored_share_per_source_and_query():
