@@ -74,13 +74,10 @@ def mixture_keep(x: np.ndarray, groups: np.ndarray, iters: int = 200) -> np.ndar
 def rules(d: pd.DataFrame, probs: np.ndarray) -> dict[str, np.ndarray]:
     lab = d["label"].to_numpy().astype(int)
     p = probs[np.arange(len(d)), lab]
-    half = (pd.Series(p).groupby(d["query"].to_numpy()).rank(ascending=False, pct=True, method="first")
-            .to_numpy() <= 0.5)
+    share = pd.Series(p).groupby(d["query"].to_numpy()).rank(ascending=False, pct=True, method="first").to_numpy()
     logit = np.log(p + 1e-6) - np.log(1 - p + 1e-6)
     top1 = probs.argmax(axis=1) == lab
-    best30 = (pd.Series(p).groupby(d["query"].to_numpy()).rank(ascending=False, pct=True, method="first")
-              .to_numpy() <= 0.3)
-    return {"half": half, "top-1": top1, "top-1 + 30%": top1 | best30,
+    return {"half": share <= 0.5, "top-1": top1, "top-1 + 30%": top1 | (share <= 0.3),
             "mixture": mixture_keep(logit, d["query"].to_numpy())}
 
 
