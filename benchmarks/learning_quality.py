@@ -18,6 +18,7 @@ Writes under ``--out`` (default ``benchmarks/results/learning_quality``):
     .venv/bin/python benchmarks/learning_quality.py --recipe old        # the training defaults before the zoo
     .venv/bin/python benchmarks/learning_quality.py --worlds c10_t5_n50 --seeds 0,1 \\
         --set train.model.epochs=100                                # any omni config override
+    .venv/bin/python benchmarks/learning_quality.py --worlds demo   # the default demo world, 3 seeds
 """
 from __future__ import annotations
 
@@ -92,11 +93,12 @@ def run_omni(cfg_data: dict, log) -> dict:
 
 
 def one(world_name: str, seed: int, args, log) -> dict:
-    from omni.demo.world import generate_world, ground_truth_report, zoo_spec
+    from omni.demo.world import WorldSpec, generate_world, ground_truth_report, zoo_spec
     from reference_model import train_reference
 
     t0 = time.time()
-    world = generate_world(args.cache / "worlds" / f"{world_name}-s{seed}", zoo_spec(world_name, seed=seed))
+    spec = WorldSpec(seed=seed) if world_name == "demo" else zoo_spec(world_name, seed=seed)
+    world = generate_world(args.cache / "worlds" / f"{world_name}-s{seed}", spec)
     log(f"  world generated {time.time() - t0:.0f}s")
     workdir = args.cache / "work" / f"{world_name}-s{seed}"
     base = world_config(world, workdir, [f"train.seed={seed}", *args.set])
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
     from omni.demo.world import ZOO
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worlds", default=None, help=f"comma list of {sorted(ZOO)} (default: all)")
+    ap.add_argument("--worlds", default=None, help=f"comma list of {sorted(ZOO)} (default: all), or "
+                    "'demo' (the world `omni demo --seed S` generates)")
     ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default 0,1,2)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_WORLDS}, seed 0")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="omni config override")
