@@ -72,7 +72,7 @@ _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_qu
 _REFINE_ONLY_FILTER = frozenset({"refine"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
-                   "warp_strength", "mixup_alpha")
+                   "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
 
 WORKDIR_MARKER = ".omni-workdir"
 STARTED = "_started.json"

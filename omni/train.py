@@ -43,6 +43,16 @@ class JointOptions:
     resample_power: float | None = 0.5
     cap_per_class: int | None = None
     mixup_alpha: float = 0.0
+    aux_drop: float = 0.0  # share of each auxiliary batch (highest loss first) left out once ramped in
+    aux_drop_ramp: float = 0.3  # share of the steps over which the dropped share grows from 0
+
+    def drop_at(self, step: int, total: int) -> float:
+        """The share of each auxiliary batch left out at ``step`` of ``total``: 0 at the start
+        (the model has learned nothing to judge by), ``aux_drop`` after the ramp."""
+        if self.aux_drop <= 0:
+            return 0.0
+        ramp = max(1.0, self.aux_drop_ramp * total)
+        return self.aux_drop * min(1.0, step / ramp)
 
 
 @dataclass(frozen=True)
@@ -152,8 +162,13 @@ def build_optimizer(model: torch.nn.Module, mcfg: ModelConfig) -> torch.optim.Op
 
 
 def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: float, use_amp: bool,
-               dev: torch.device, totals: tuple[float, float] | None = None, world_size: int = 1) -> torch.Tensor:
+               dev: torch.device, totals: tuple[float, float] | None = None, world_size: int = 1,
+               drop: float = 0.0) -> torch.Tensor:
     """CE(target batch) + w * CE(aux batches), with optional cross-dataset mixup.
+
+    With ``drop`` > 0, each auxiliary source's batch loses that share of its samples, those
+    the model currently fits worst (the small-loss rule of Co-teaching, Han et al. 2018: web
+    samples whose label the model keeps contradicting are the likely label noise).
 
     With ``totals`` (the global target and auxiliary batch sizes over all ranks) each rank's
     loss is its share of the global means, so DDP's gradient average equals the gradient of
@@ -179,8 +194,30 @@ def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: fl
     else:
         loss = ce(logits[:n_t], y[:n_t], t_total)
     if len(parts) > 1 and len(y) > n_t:
-        loss = loss + joint.aux_loss_weight * ce(logits[n_t:], y[n_t:], a_total)
+        if drop > 0:
+            loss = loss + joint.aux_loss_weight * _small_loss_ce(logits, y, parts, drop, smoothing, a_total,
+                                                                 world_size)
+        else:
+            loss = loss + joint.aux_loss_weight * ce(logits[n_t:], y[n_t:], a_total)
     return loss
+
+
+def _small_loss_ce(logits, y, parts: list[int], drop: float, smoothing: float, a_total: float | None,
+                   world_size: int) -> torch.Tensor:
+    """Mean CE over the auxiliary samples kept: per source, all but the ``drop`` share with the
+    highest loss (at least one sample of each source's batch is kept)."""
+    per = F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
+    kept, start = [], parts[0]
+    for n in parts[1:]:
+        part = per[start:start + n]
+        start += n
+        if n:
+            k = max(1, n - int(drop * n))
+            kept.append(torch.topk(part, k, largest=False).values)
+    total = torch.cat(kept)
+    if a_total is None:
+        return total.mean()
+    return total.sum() * world_size / max(a_total * (1 - drop), 1)
 
 
 @dataclass
@@ -215,7 +252,8 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
         if ranks.many:  # this step's global batch sizes: each rank's loss is its share of the global means
             t_total, a_total = ranks.sum([parts[0], sum(parts[1:])])
             totals = (t_total, a_total)
-        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev, totals, ranks.world_size)
+        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev, totals, ranks.world_size,
+                          drop=joint.drop_at(state.step, state.total))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -349,7 +387,8 @@ def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, ke
     # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
     aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
     joint = JointOptions(aux_batch_size=aux_batch, aux_loss_weight=t.aux_loss_weight,
-                         resample_power=t.resample_power, cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha)
+                         resample_power=t.resample_power, cap_per_class=t.cap_per_class, mixup_alpha=t.mixup_alpha,
+                         aux_drop=t.aux_drop, aux_drop_ramp=t.aux_drop_ramp)
     res = fit(m, class_names, ds(target), out_dir, key, aux=aux, joint=joint, seed=t.seed, amp=t.amp, run=run,
               progress=progress, should_stop=should_stop)
     res.update(aux_units={k: len(v) for k, v in aux.items()}, aux_batch_size=aux_batch, target_units=len(target))

@@ -137,6 +137,29 @@ def test_joint_loss_sums_target_and_web_cross_entropy_and_mixup_mixes_only_targe
     assert target_only.item() == pytest.approx(ce(model(x), y).item(), rel=1e-5)  # no web batch: no mixup
 
 
+def test_aux_drop_leaves_the_worst_fitted_web_samples_of_each_source_out_of_the_loss_after_its_ramp():
+    from omni.train import JointOptions, joint_loss
+
+    dev = torch.device("cpu")
+    # logits are the input (identity model): 2 target clips, then 4 clips of source A, 2 of source B
+    x = torch.tensor([[4., 0.], [0., 4.],                       # target: well fitted
+                      [4., 0.], [3., 0.], [0., 5.], [2., 0.],   # A: the third contradicts its label 0
+                      [0., 4.], [4., 0.]], requires_grad=True)  # B: the second contradicts its label 1
+    y = torch.tensor([0, 1, 0, 0, 0, 0, 1, 1])
+    joint = JointOptions(aux_drop=0.5, aux_drop_ramp=0.5)
+    loss = joint_loss(torch.nn.Identity(), x, y, [2, 4, 2], joint, 0.0, False, dev, drop=0.5)
+    loss.backward()
+    ce = torch.nn.functional.cross_entropy
+    kept = torch.stack([x[2], x[3], x[6]])  # A keeps its 2 best-fitted clips, B its 1
+    want = ce(x[:2], y[:2]) + ce(kept, y[[2, 3, 6]])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert x.grad[4].abs().sum() == 0 and x.grad[5].abs().sum() == 0 and x.grad[7].abs().sum() == 0
+    assert x.grad[2].abs().sum() > 0 and x.grad[0].abs().sum() > 0  # target clips always count
+    # the dropped share grows from 0 over the first half of the steps, then stays
+    assert [joint.drop_at(s, 100) for s in (0, 25, 50, 90)] == [0.0, 0.25, 0.5, 0.5]
+    assert JointOptions().drop_at(50, 100) == 0.0
+
+
 def test_a_step_budget_overrides_epochs_and_the_schedule_warms_up_then_decays():
     from omni.config import ModelConfig
     from omni.train import lr_schedule, total_steps
