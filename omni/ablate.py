@@ -57,6 +57,8 @@ def variants(cfg: Config) -> list[Variant]:
                            train={"pseudo_clip": other}))
     out.append(Variant("mixup", "cross-dataset mixup on (alpha 0.2)" if t.mixup_alpha == 0 else "mixup off",
                        train={"mixup_alpha": 0.2 if t.mixup_alpha == 0 else 0.0}))
+    out.append(Variant("small-loss", "web batches' worst-fitted 30% left out (aux_drop 0.3)" if t.aux_drop == 0
+                       else f"aux_drop off (was {t.aux_drop})", train={"aux_drop": 0.3 if t.aux_drop == 0 else 0.0}))
     per_source = t.aux_batch_size or max(1, -(-t.model.batch_size // max(1, len(names))))
     out.append(Variant("web-batch-x2", f"web batch per source {2 * per_source} instead of {per_source}",
                        train={"aux_batch_size": 2 * per_source}))

@@ -23,7 +23,7 @@ def test_every_variant_is_trained_per_seed_and_reported(ablated):
     cfg, table = ablated
     names = [v.name for v in variants(cfg)]
     assert names[:5] == ["target-only", "plus-web_images", "plus-web_videos", "plus-untrimmed", "all"]
-    assert {"unfiltered", "no-resampling", "pseudo-clip-replicate", "mixup", "web-batch-x2"} <= set(names)
+    assert {"unfiltered", "no-resampling", "pseudo-clip-replicate", "mixup", "small-loss", "web-batch-x2"} <= set(names)
     assert len(table) == 2 * len(names) and table["top1"].between(0, 1).all()
     rows = table.groupby("variant")["train_rows"].first()
     train = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
