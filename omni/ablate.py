@@ -4,7 +4,7 @@ Variants (each a student trained with the train stage's recipe, then evaluated l
 pipeline's runs): target only; target + each source alone; target + all sources (omni's
 student); all sources unfiltered (the teacher's verdict ignored); and each training practice
 switched in turn (class resampling off, replicated instead of warped pseudo-clips, cross-dataset
-mixup on, the target:web batch ratio doubled). ``seeds`` repeats each with seeds
+mixup on, the small-loss rule on (``aux_drop``) or off, the target:web batch ratio doubled). ``seeds`` repeats each with seeds
 ``train.seed + k``. Each variant x seed is a unit under ``<workdir>/ablation/<variant>/seed-<k>/``
 with a key over its settings and the keys of the units it reads, so a second run recomputes
 nothing and a changed setting retrains only what it touches. Writes ``ablation.csv``,
@@ -57,7 +57,7 @@ def variants(cfg: Config) -> list[Variant]:
                            train={"pseudo_clip": other}))
     out.append(Variant("mixup", "cross-dataset mixup on (alpha 0.2)" if t.mixup_alpha == 0 else "mixup off",
                        train={"mixup_alpha": 0.2 if t.mixup_alpha == 0 else 0.0}))
-    out.append(Variant("small-loss", "web batches' worst-fitted 30% left out (aux_drop 0.3)" if t.aux_drop == 0
+    out.append(Variant("small-loss", "small-loss rule on: each web batch's worst-fitted 30% left out" if t.aux_drop == 0
                        else f"aux_drop off (was {t.aux_drop})", train={"aux_drop": 0.3 if t.aux_drop == 0 else 0.0}))
     per_source = t.aux_batch_size or max(1, -(-t.model.batch_size // max(1, len(names))))
     out.append(Variant("web-batch-x2", f"web batch per source {2 * per_source} instead of {per_source}",

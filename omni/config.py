@@ -133,7 +133,8 @@ class TrainConfig(_Strict):
     warp_strength: float = Field(0.08, ge=0, le=0.5)
     mixup_alpha: float = Field(0.0, ge=0)
     aux_drop: float = Field(0.0, ge=0, lt=1, description="share of each web batch the student leaves out of "
-                            "its loss, the samples it fits worst (small-loss rule), once ramped in")
+                            "its loss, the samples it fits worst (small-loss rule), once ramped in; with mixup_alpha > 0 "
+                            "the mixed target term still sees every web clip")
     aux_drop_ramp: float = Field(0.3, ge=0, le=1, description="share of the training steps over which "
                                  "aux_drop grows from 0 to its value")
     baseline: bool = True

@@ -162,17 +162,19 @@ def build_optimizer(model: torch.nn.Module, mcfg: ModelConfig) -> torch.optim.Op
 
 
 def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: float, use_amp: bool,
-               dev: torch.device, totals: tuple[float, float] | None = None, world_size: int = 1,
+               dev: torch.device, totals: tuple[float, ...] | None = None, world_size: int = 1,
                drop: float = 0.0) -> torch.Tensor:
     """CE(target batch) + w * CE(aux batches), with optional cross-dataset mixup.
 
     With ``drop`` > 0, each auxiliary source's batch loses that share of its samples, those
     the model currently fits worst (the small-loss rule of Co-teaching, Han et al. 2018: web
-    samples whose label the model keeps contradicting are the likely label noise).
+    samples whose label the model keeps contradicting are the likely label noise). The count
+    left out is ``kept_count``'s rounding of the share; under torchrun each rank chooses within
+    its own slice of the batch.
 
-    With ``totals`` (the global target and auxiliary batch sizes over all ranks) each rank's
-    loss is its share of the global means, so DDP's gradient average equals the gradient of
-    the single-process loss even when ranks hold unequal slices."""
+    With ``totals`` (the global target, auxiliary and, with ``drop``, kept auxiliary batch sizes
+    over all ranks) each rank's loss is its share of the global means, so DDP's gradient average
+    equals the gradient of the single-process loss even when ranks hold unequal slices."""
     n_t = parts[0]
     lam, perm = None, None
     if joint.mixup_alpha > 0 and len(parts) > 1:  # mix target clips with auxiliary clips
@@ -188,36 +190,41 @@ def joint_loss(model, x, y, parts: list[int], joint: JointOptions, smoothing: fl
             return F.cross_entropy(lg, t, label_smoothing=smoothing)
         return F.cross_entropy(lg, t, label_smoothing=smoothing, reduction="sum") * world_size / max(total, 1)
 
-    t_total, a_total = totals or (None, None)
+    t_total, a_total, k_total = (*totals, None)[:3] if totals else (None, None, None)
     if lam is not None:
         loss = lam * ce(logits[:n_t], y[:n_t], t_total) + (1 - lam) * ce(logits[:n_t], y[perm], t_total)
     else:
         loss = ce(logits[:n_t], y[:n_t], t_total)
     if len(parts) > 1 and len(y) > n_t:
         if drop > 0:
-            loss = loss + joint.aux_loss_weight * _small_loss_ce(logits, y, parts, drop, smoothing, a_total,
+            loss = loss + joint.aux_loss_weight * _small_loss_ce(logits, y, parts, drop, smoothing, k_total,
                                                                  world_size)
         else:
             loss = loss + joint.aux_loss_weight * ce(logits[n_t:], y[n_t:], a_total)
     return loss
 
 
-def _small_loss_ce(logits, y, parts: list[int], drop: float, smoothing: float, a_total: float | None,
+def kept_count(n: int, drop: float) -> int:
+    """Of a source's ``n`` auxiliary samples in a batch, how many the small-loss rule keeps:
+    ``n`` less the rounded ``drop`` share, and at least one."""
+    return max(1, n - round(drop * n)) if n else 0
+
+
+def _small_loss_ce(logits, y, parts: list[int], drop: float, smoothing: float, k_total: float | None,
                    world_size: int) -> torch.Tensor:
     """Mean CE over the auxiliary samples kept: per source, all but the ``drop`` share with the
-    highest loss (at least one sample of each source's batch is kept)."""
+    highest loss; ``k_total``: the kept count over all ranks (torchrun)."""
     per = F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
     kept, start = [], parts[0]
     for n in parts[1:]:
         part = per[start:start + n]
         start += n
         if n:
-            k = max(1, n - int(drop * n))
-            kept.append(torch.topk(part, k, largest=False).values)
+            kept.append(torch.topk(part, kept_count(n, drop), largest=False).values)
     total = torch.cat(kept)
-    if a_total is None:
+    if k_total is None:
         return total.mean()
-    return total.sum() * world_size / max(a_total * (1 - drop), 1)
+    return total.sum() * world_size / max(k_total, 1)
 
 
 @dataclass
@@ -249,11 +256,10 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
         x = torch.cat(xs).to(dev, non_blocking=True)
         y = torch.cat(ys).to(dev, non_blocking=True)
         totals = None
+        drop = joint.drop_at(state.step, state.total)
         if ranks.many:  # this step's global batch sizes: each rank's loss is its share of the global means
-            t_total, a_total = ranks.sum([parts[0], sum(parts[1:])])
-            totals = (t_total, a_total)
-        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev, totals, ranks.world_size,
-                          drop=joint.drop_at(state.step, state.total))
+            totals = tuple(ranks.sum([parts[0], sum(parts[1:]), sum(kept_count(n, drop) for n in parts[1:])]))
+        loss = joint_loss(model, x, y, parts, joint, smoothing, use_amp, dev, totals, ranks.world_size, drop=drop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -138,7 +138,7 @@ def test_joint_loss_sums_target_and_web_cross_entropy_and_mixup_mixes_only_targe
 
 
 def test_aux_drop_leaves_the_worst_fitted_web_samples_of_each_source_out_of_the_loss_after_its_ramp():
-    from omni.train import JointOptions, joint_loss
+    from omni.train import JointOptions, joint_loss, kept_count
 
     dev = torch.device("cpu")
     # logits are the input (identity model): 2 target clips, then 4 clips of source A, 2 of source B
@@ -158,6 +158,15 @@ def test_aux_drop_leaves_the_worst_fitted_web_samples_of_each_source_out_of_the_
     # the dropped share grows from 0 over the first half of the steps, then stays
     assert [joint.drop_at(s, 100) for s in (0, 25, 50, 90)] == [0.0, 0.25, 0.5, 0.5]
     assert JointOptions().drop_at(50, 100) == 0.0
+    assert kept_count(6, 0.3) == 4 and kept_count(1, 0.9) == 1 and kept_count(0, 0.5) == 0
+    # under torchrun (ranks choose within their slices) the ranks' losses average to the mean over
+    # all kept samples: rank 0 holds the target and half of A, rank 1 the rest of A and B
+    halves = [([0, 1, 2, 3], [2, 2]), ([4, 5, 6, 7], [0, 2, 2])]
+    k_total = sum(kept_count(n, 0.5) for _, parts in halves for n in parts[1:])
+    both = sum(joint_loss(torch.nn.Identity(), x.detach()[i], y[i], parts, joint, 0.0, False, dev,
+                          totals=(2, 6, k_total), world_size=2, drop=0.5) / 2 for i, parts in halves)
+    want = ce(x[:2], y[:2]) + ce(x[[2, 5, 6]], y[[2, 5, 6]])  # each slice's best-fitted half
+    assert k_total == 3 and both.item() == pytest.approx(want.item(), rel=1e-5)
 
 
 def test_a_step_budget_overrides_epochs_and_the_schedule_warms_up_then_decays():
