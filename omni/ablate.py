@@ -84,13 +84,16 @@ def _rows(cfg: Config, v: Variant) -> pd.DataFrame:
 
 
 def _unit_key(cfg: Config, keys, v: Variant, tcfg: TrainConfig) -> str:
-    from .stages import _section
+    from .stages import _AUX_ONLY_TRAIN, _section
 
+    train = _section(tcfg, prefix="train")
+    if v.sources == ():  # target only: the web-data settings do not matter
+        train = {k: x for k, x in train.items() if k not in _AUX_ONLY_TRAIN}
     inputs = {"manifest": keys["manifest"], "extract/target": keys["extract/target"]}
     if v.unfiltered:
         inputs.update({f"extract/{s.name}": keys[f"extract/{s.name}"] for s in cfg.sources})
     settings = {"variant": {"sources": v.sources, "unfiltered": v.unfiltered}, "classes": cfg.class_names(),
-                "train": _section(tcfg, prefix="train"), "evaluate": _section(cfg.evaluate, prefix="evaluate")}
+                "train": train, "evaluate": _section(cfg.evaluate, prefix="evaluate")}
     return cache.stage_key("ablate", VERSION, settings, inputs)
 
 

@@ -63,3 +63,15 @@ def test_the_cli_prints_the_table(ablated, capsys):
     assert "| all | target + all sources (omni's student) | 2 |" in out
     summary = json.loads((cfg.workdir / "ablation" / "summary.json").read_text())
     assert [r["variant"] for r in summary][0] == "target-only"
+
+
+def test_a_web_only_setting_keeps_the_target_only_unit_and_changes_the_others(ablated):
+    from omni.ablate import _unit_key
+
+    cfg, _ = ablated
+    keys = stages.Keys(cfg)
+    by_name = {v.name: v for v in variants(cfg)}
+    changed = cfg.train.model_copy(update={"aux_drop": 0.3})
+    for name, same in (("target-only", True), ("all", False)):
+        v = by_name[name]
+        assert (_unit_key(cfg, keys, v, cfg.train) == _unit_key(cfg, keys, v, changed)) is same
