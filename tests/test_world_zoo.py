@@ -71,6 +71,25 @@ def test_zoo_world_noise_matches_knobs(zoo_world):
         assert c in siblings(q, names)
 
 
+def test_a_confuser_world_sends_all_sibling_noise_of_a_query_to_one_class_around_a_cycle(tmp_path):
+    from omni.demo.world import confuser
+
+    spec = replace(zoo_spec("c8_t5_n50_conf", seed=2), train_per_class=1, val_per_class=1, web_per_query=10,
+                   untrimmed_per_class=1, untrimmed_s=4.0, size=32, val_leaks=0)
+    world = generate_world(tmp_path / "world", spec)
+    names = (world / "classes.txt").read_text().split()
+    ring = [confuser(n, names) for n in names]
+    assert sorted(ring) == sorted(names) and all(c != n for c, n in zip(ring, names))  # a permutation
+    crawl = pd.concat([pd.read_csv(world / "crawl" / "web_images.csv"),
+                       pd.read_json(world / "crawl" / "web_videos.jsonl", lines=True)])
+    truth = pd.read_parquet(world / "ground_truth.parquet")
+    t = truth[truth["planted"] == ""].assign(key=lambda d: "../" + d["url"])
+    m = crawl.drop_duplicates("url").merge(t, left_on="url", right_on="key")
+    wrong = m[(m["true_class"] != m["query"]) & (m["true_class"] != "junk")]
+    assert len(wrong) > 0.25 * len(m)  # 40% expected
+    assert all(c == confuser(q, names) for q, c in zip(wrong["query"], wrong["true_class"]))
+
+
 def test_zoo_world_regenerates_only_on_change(zoo_world):
     world, spec = zoo_world
     before = (world / "world.json").stat().st_mtime_ns

@@ -14,7 +14,10 @@ items and untrimmed segments that do not show the query class), ``sibling_share`
 noise that is a confusable sibling class, sharing the shape or the motion, rather than junk),
 ``web_per_query`` (web images and web videos per query), ``domain_shift`` (0: web items look like
 the target domain, 1: the full shift: patterned backgrounds, darker palette, wider size range) and
-``train_per_class`` (target clips per class). ``ZOO`` names the benchmark's worlds.
+``train_per_class`` (target clips per class), ``confuser`` (all sibling noise of a query is one
+fixed look-alike class, ``confuser()``, instead of spread over its siblings: the concentrated
+noise of a real crawl, which does not average out the way noise spread over many classes does).
+``ZOO`` names the benchmark's worlds.
 """
 from __future__ import annotations
 
@@ -55,6 +58,9 @@ class WorldSpec:
     sibling_share: float = 0.5
     web_per_query: int | None = None
     domain_shift: float | None = None
+    confuser: bool = False  # zoo: a query's sibling noise is always its one confuser class
+
+
 
 
 def tiny_spec(seed: int = 0) -> WorldSpec:
@@ -72,6 +78,17 @@ def class_names(spec: WorldSpec) -> list[str]:
     if len(names) < spec.num_classes or spec.num_classes < 2:
         raise ValueError(f"num_classes must be in 2..{len(shapes) * len(MOTIONS)}, got {spec.num_classes}")
     return names
+
+
+def confuser(name: str, names: list[str]) -> str:
+    """The one look-alike that floods ``name``'s search results in a world with ``confuser``: the
+    class with the same motion and the next shape (cyclically), so the confusion runs one way
+    around a cycle, as when a query's results are dominated by a more popular neighbour."""
+    shape, motion = name.split("_")
+    ring = [n for n in names if n.split("_")[1] == motion]
+    if len(ring) > 1:
+        return ring[(ring.index(name) + 1) % len(ring)]
+    return siblings(name, names)[0]
 
 
 def siblings(name: str, names: list[str]) -> list[str]:
@@ -96,6 +113,9 @@ ZOO: dict[str, dict] = {
                         web_per_query=20),
     "c12_t4_n60": dict(num_classes=12, train_per_class=4, noise_rate=0.6, sibling_share=0.6, domain_shift=0.8,
                        web_per_query=20),
+    # concentrated noise: 40 of every 100 results of a query show its one confuser class
+    "c8_t5_n50_conf": dict(num_classes=8, train_per_class=5, noise_rate=0.5, sibling_share=0.8, domain_shift=0.5,
+                           web_per_query=24, confuser=True),
 }
 
 
@@ -251,7 +271,9 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
     spec = spec or WorldSpec()
     root = Path(root)
     marker = root / "world.json"
-    want = {"generator_version": GENERATOR_VERSION, **asdict(spec)}
+    # knobs at their off value are left out, so that worlds generated before a knob existed stay valid
+    fields = {k: v for k, v in asdict(spec).items() if not (k == "confuser" and not v)}
+    want = {"generator_version": GENERATOR_VERSION, **fields}
     if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(want)):
         return root
     if root.exists():
@@ -294,6 +316,8 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
             if u < spec.noise_rate * (1 - spec.sibling_share):
                 return None
             if u < spec.noise_rate:
+                if spec.confuser:
+                    return confuser(name, names)
                 sib = siblings(name, names)
                 return sib[int(rng.integers(len(sib)))]
             return name
@@ -351,7 +375,7 @@ def generate_world(root: str | Path, spec: WorldSpec | None = None) -> Path:
                     if u >= spec.noise_rate:
                         cls = name
                     elif u >= spec.noise_rate * (1 - spec.sibling_share):
-                        sib = siblings(name, names)
+                        sib = [confuser(name, names)] if spec.confuser else siblings(name, names)
                         cls = sib[int(rng.integers(len(sib)))]
                     else:
                         cls = None
