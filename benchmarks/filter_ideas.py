@@ -16,7 +16,10 @@ rules
 - ``top-1``: the authors' rule, the query class is the teacher's top class;
 - ``top-1 + 30%``: top-1, topped up to at least the best-scored 30% per query;
 - ``mixture``: per source, a two-Gaussian mixture over the log-odds of the query-class
-  probability with a clean share per query (EM); keep where the clean component is likelier.
+  probability with a clean share per query (EM); keep where the clean component is likelier;
+- ``80%``: omni's default since 2026-11-26, the best-scored 80% per query;
+- ``within 2x of top``: keep unless the teacher gives another class more than twice the query
+  class's probability (drops what the teacher confidently sees as something else).
 
 No training happens here: a world costs two teachers' predictions (about a minute on 2 cores).
 
@@ -77,8 +80,9 @@ def rules(d: pd.DataFrame, probs: np.ndarray) -> dict[str, np.ndarray]:
     share = pd.Series(p).groupby(d["query"].to_numpy()).rank(ascending=False, pct=True, method="first").to_numpy()
     logit = np.log(p + 1e-6) - np.log(1 - p + 1e-6)
     top1 = probs.argmax(axis=1) == lab
-    return {"half": share <= 0.5, "top-1": top1, "top-1 + 30%": top1 | (share <= 0.3),
-            "mixture": mixture_keep(logit, d["query"].to_numpy())}
+    close = p >= 0.5 * probs.max(axis=1)  # the teacher does not clearly prefer another class
+    return {"half": share <= 0.5, "80%": share <= 0.8, "top-1": top1, "top-1 + 30%": top1 | (share <= 0.3),
+            "mixture": mixture_keep(logit, d["query"].to_numpy()), "within 2x of top": close}
 
 
 def load_run(work: Path, world: Path) -> pd.DataFrame:
@@ -141,15 +145,17 @@ def measure(run: str, cache: Path, n_views: int) -> list[dict]:
 
 
 def markdown(df: pd.DataFrame) -> str:
-    cols = ["auc", "half P", "half R", "top-1 P", "top-1 R", "top-1 + 30% P", "top-1 + 30% R", "mixture P",
-            "mixture R"]
-    mean = df.groupby(["scorer", "source"], sort=False)[cols].mean().reset_index()
-    lines = ["| scorer | source | AUC | half P / R | top-1 P / R | top-1 + 30% P / R | mixture P / R |",
-             "|---|---|---|---|---|---|---|"]
+    names = ["half", "80%", "top-1", "top-1 + 30%", "mixture", "within 2x of top"]
+    cols = ["auc"] + [f"{n} {m}" for n in names for m in ("P", "R")]
+    mean = df.groupby(["scorer", "source"], sort=False)[[c for c in cols if c in df]].mean().reset_index()
+    lines = ["| scorer | source | AUC | " + " | ".join(f"{n} P / R" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+
+    def pr(r, n):
+        return f"{r[n + ' P']:.2f} / {r[n + ' R']:.2f}" if f"{n} P" in r else "-"
+
     for _, r in mean.iterrows():
-        lines.append(f"| {r['scorer']} | {r['source']} | {r['auc']:.3f} | {r['half P']:.2f} / {r['half R']:.2f} | "
-                     f"{r['top-1 P']:.2f} / {r['top-1 R']:.2f} | {r['top-1 + 30% P']:.2f} / {r['top-1 + 30% R']:.2f} | "
-                     f"{r['mixture P']:.2f} / {r['mixture R']:.2f} |")
+        lines.append(f"| {r['scorer']} | {r['source']} | {r['auc']:.3f} | " + " | ".join(pr(r, n) for n in names) + " |")
     runs = ", ".join(sorted(df["run"].unique()))
     return ("Mean over the runs " + runs + " (the student only where the run has one).\n\n" + "\n".join(lines)
             + "\n\nAUC: how well the query-class probability ranks true items above noise; P / R: precision / "

@@ -163,8 +163,8 @@ def table(rows: list[dict]) -> pd.DataFrame:
             if col in g:
                 r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
         r["gain"] = r["omnisource_mean"] - r["baseline_mean"]
-        if "omnisource_unfiltered_mean" in r:
-            r["filtered_minus_unfiltered"] = r["omnisource_mean"] - r["omnisource_unfiltered_mean"]
+        if "omnisource_unfiltered" in g:  # over the seeds that have both runs
+            r["filtered_minus_unfiltered"] = 100 * _ms(g["omnisource"] - g["omnisource_unfiltered"])[0]
         if "reference_mean" in r:
             r["baseline_minus_reference"] = r["baseline_mean"] - r["reference_mean"]
         for src in SOURCES:
