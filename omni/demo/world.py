@@ -61,8 +61,6 @@ class WorldSpec:
     confuser: bool = False  # zoo: a query's sibling noise is always its one confuser class
 
 
-
-
 def tiny_spec(seed: int = 0) -> WorldSpec:
     """A world small enough for unit and end-to-end tests."""
     return WorldSpec(seed=seed, shapes=("disc", "square"), train_per_class=3, val_per_class=3,
