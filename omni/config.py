@@ -118,9 +118,13 @@ class FilterConfig(_Strict):
     top_k: int = Field(1, ge=1, description="with require_top1: the query class within the teacher's top k")
     keep_fraction: float | None = Field(0.8, gt=0, le=1, description="keep at most this share of each "
                                         "source's items per query, those the teacher scores highest")
-    refine: bool = Field(False, description="a second round: the OmniSource student re-scores every web "
-                         "sample, the same rule selects again, and a refined student (run 'refined') trains "
-                         "on that selection")
+    refine: bool = Field(False, description="a second round: a first-round student learns from the teacher's "
+                         "selection, re-scores every web sample, ``refine_rule`` selects again, and the "
+                         "OmniSource student trains on that selection")
+    refine_rule: Literal["top1", "same"] = Field("top1", description="the second round's rule: ``top1`` keeps a "
+                                                 "sample when the first-round student's top class is its query "
+                                                 "(the authors' rule, with a scorer that has learned from the web "
+                                                 "data); ``same``: this section's own rule")
 
 
 class TrainConfig(_Strict):

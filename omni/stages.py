@@ -69,7 +69,7 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
-_REFINE_ONLY_FILTER = frozenset({"refine"})
+_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -196,7 +196,8 @@ def unit_settings(cfg: Config, unit: str) -> dict:
         if part == "omnisource" and cfg.filter.refine:  # re-scores with the first-round student and
             # selects again with the filter's rule
             return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
-                    "refine": True, "source_order": [s.name for s in cfg.sources]}
+                    "refine": True, "refine_rule": cfg.filter.refine_rule,
+                    "source_order": [s.name for s in cfg.sources]}
         return {"classes": names, "train": t}
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
@@ -727,6 +728,15 @@ def _manifest(u: Unit) -> dict:
     return _write_manifest(u, items, web, scores, filtered, target)
 
 
+def second_round_rule(fcfg, refine_rule: str):
+    """The rule the second round selects with: the authors' top-1 rule (``top1``), or the filter's
+    own rule (``same``). The first-round student has learned from hundreds of web samples, so its
+    top class is a far better judge than the teacher's (see the README's Performance section)."""
+    if refine_rule == "same":
+        return fcfg
+    return fcfg.model_copy(update={"require_top1": True, "top_k": 1, "min_score": 0.0, "keep_fraction": None})
+
+
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     """The second round's selection: the first-round student scores every extracted web sample
     (the score stage's sharded, resumable scoring, with the student as teacher), the filter's
@@ -752,7 +762,8 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     if u.ranks.main:
         assemble_scores(u.dir, info["shards"])
         scores = read_scores(u.dir / "scores.parquet")
-        filtered = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
+        filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
+                                                          u.settings["refine_rule"]), u.settings["classes"])
         _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")

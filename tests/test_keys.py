@@ -42,6 +42,7 @@ READERS = {
     "extract.jpeg_quality": ALL_EXTRACT,
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
     "filter.refine": ["train/omnisource"],  # adds a first-round student; omnisource learns from round 2
+    "filter.refine_rule": [],  # read by the second round only, which is off here (see the test below)
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/omnisource"],  # the joint-training knobs
@@ -241,3 +242,13 @@ def test_removing_a_source_keeps_every_other_units_key(base):
     after = _keys(_cfg(data))
     same = {u for u in after if after[u] == before.get(u)}
     assert same == set(after) - {"filter", "manifest", "train/omnisource", "evaluate/omnisource"}
+
+
+def test_the_second_rounds_rule_changes_only_the_second_round(base):
+    """With filter.refine on, refine_rule re-selects and retrains only the student omni hands
+    over: the filter, the first-round student and everything before them keep their keys."""
+    on = _set(base, "filter.refine", True)
+    before = _keys(_cfg(on))
+    after = _keys(_cfg(_set(on, "filter.refine_rule", "same")))
+    assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
+    assert "train/first_round" in before

@@ -161,9 +161,11 @@ def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done
 
 def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_that(done_run):
     """filter.refine: a second round. A first-round student learns from the teacher's selection,
-    scores every web sample, the same rule selects again, and the OmniSource student (the model
-    omni hands over) trains on that selection; both are evaluated; the teachers and the baseline
-    are not redone, and a rerun is all cache hits."""
+    scores every web sample, its top-1 verdict selects again (``refine_rule: top1``), and the
+    OmniSource student (the model omni hands over) trains on that selection; both are evaluated;
+    the teachers and the baseline are not redone, and a rerun is all cache hits. With
+    ``refine_rule: same`` the filter's own rule (the best share per query) selects, and only the
+    second round is redone."""
     cfg = load_config(done_run[0], ["filter.refine=true"])
     first = _run_all(cfg)  # (an earlier test left another list edit's round 1 in this workdir)
     assert stages.runs(cfg) == ["baseline", "first_round", "omnisource"]
@@ -178,11 +180,12 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert len(web) == len(round1)  # the same rows; ingest, duplicate and leak verdicts unchanged
     same = web.set_index("url")["status"].isin(["kept", "filtered"])
     assert (same == round1.set_index("url")["status"].isin(["kept", "filtered"])).all()
-    # kept = the best half per source and query by the student's score for the query class
+    # kept = exactly the samples whose query class is the student's top class
     judged = web[web["status"].isin(["kept", "filtered"])]
-    for _, g in judged.groupby(["source", "query"]):
-        kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
-        assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
+    probs = scores.set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
+    top1 = [int(np.argmax(p)) == lab for p, lab in zip(probs, judged["label"])]
+    assert (judged["status"] == "kept").tolist() == top1
+    assert 0 < sum(top1) < len(top1)
     train = pd.read_parquet(d / "train.parquet")
     assert set(train.loc[train["source"] != "target", "sample_id"]) == set(web.loc[web["status"] == "kept", "sample_id"])
     summary = json.loads((d / "summary.json").read_text())
@@ -190,6 +193,15 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     for run in ("first_round", "omnisource"):
         assert json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())["num_samples"] == 12
     assert all(r.cached for r in _run_all(cfg).values())
+
+    same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same"])
+    redone = {u for u, r in _run_all(same).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    for _, g in judged.groupby(["source", "query"]):  # the filter's rule: the best share per query
+        kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
+        assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
 
 
 def test_a_stage_alone_without_its_inputs_says_what_to_run(tmp_path, tiny_world):
