@@ -47,7 +47,7 @@ def variants(cfg: Config) -> list[Variant]:
     t = cfg.train
     out = [Variant("target-only", "target only", sources=())]
     out += [Variant(f"plus-{n}", f"target + {n}", sources=(n,)) for n in names] if len(names) > 1 else []
-    out += [Variant("all", "target + all sources (omni's student)"),
+    out += [Variant("all", "target + all sources, the teacher's selection (omni's first round)"),
             Variant("unfiltered", "all sources, teacher's verdict ignored", unfiltered=True),
             Variant("no-resampling", "without class resampling of web data", train={"resample_power": None,
                                                                                      "cap_per_class": None})]

@@ -60,7 +60,7 @@ def test_the_cli_prints_the_table(ablated, capsys):
     finally:  # the CLI's log handler writes to this test's captured stream: not past the test
         logging.root.handlers[:] = handlers
     out = capsys.readouterr().out
-    assert "| all | target + all sources (omni's student) | 2 |" in out
+    assert "| all | target + all sources, the teacher's selection (omni's first round) | 2 |" in out
     summary = json.loads((cfg.workdir / "ablation" / "summary.json").read_text())
     assert [r["variant"] for r in summary][0] == "target-only"
 

@@ -22,8 +22,8 @@ ALL_EXTRACT = ["extract/target", "extract/img", "extract/vid", "extract/un"]
 CLIP_EXTRACT = ["extract/target", "extract/vid", "extract/un"]
 TEACHERS = ["teacher/image", "teacher/video"]
 SCORES = ["score/img", "score/vid", "score/un"]
-TRAINS = ["train/baseline", "train/omnisource"]
-EVALS = ["evaluate/baseline", "evaluate/omnisource"]
+TRAINS = ["train/baseline", "train/first_round", "train/omnisource"]
+EVALS = ["evaluate/baseline", "evaluate/first_round", "evaluate/omnisource"]
 RUNTIME = []
 
 READERS = {
@@ -41,11 +41,11 @@ READERS = {
     "extract.max_windows_per_video": ["extract/un"], "extract.frame_codec": ALL_EXTRACT,
     "extract.jpeg_quality": ALL_EXTRACT,
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
-    "filter.refine": ["train/omnisource"],  # adds a first-round student; omnisource learns from round 2
-    "filter.refine_rule": [],  # read by the second round only, which is off here (see the test below)
+    "filter.refine": ["train/omnisource"],  # off: no first-round student; omnisource learns from round 1
+    "filter.refine_rule": ["train/omnisource"],  # the second round's rule
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
-    "train.*": ["train/omnisource"],  # the joint-training knobs
+    "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
     "evaluate.*": EVALS,
 }
 
@@ -59,8 +59,11 @@ DAG = {
     "score/img": ["extract/img", "teacher/image"], "score/vid": ["extract/vid", "teacher/video"],
     "score/un": ["extract/un", "teacher/video"],
     "filter": SCORES, "manifest": ["filter", "extract/target"] + WEB_INGEST + ["extract/img", "extract/vid", "extract/un"],
-    "train/baseline": ["extract/target"], "train/omnisource": ["manifest"],
+    "train/baseline": ["extract/target"], "train/first_round": ["manifest"],
+    "train/omnisource": ["train/first_round", "manifest", "extract/target"] + WEB_INGEST
+    + ["extract/img", "extract/vid", "extract/un"],  # the second round re-scores every web sample
     "evaluate/baseline": ["train/baseline", "extract/target"],
+    "evaluate/first_round": ["train/first_round", "extract/target"],
     "evaluate/omnisource": ["train/omnisource", "extract/target"],
 }
 
@@ -241,13 +244,14 @@ def test_removing_a_source_keeps_every_other_units_key(base):
     data["sources"] = [s for s in base["sources"] if s["name"] != "vid"]
     after = _keys(_cfg(data))
     same = {u for u in after if after[u] == before.get(u)}
-    assert same == set(after) - {"filter", "manifest", "train/omnisource", "evaluate/omnisource"}
+    assert same == set(after) - {"filter", "manifest", "train/first_round", "evaluate/first_round",
+                                 "train/omnisource", "evaluate/omnisource"}
 
 
 def test_the_second_rounds_rule_changes_only_the_second_round(base):
-    """With filter.refine on, refine_rule re-selects and retrains only the student omni hands
-    over: the filter, the first-round student and everything before them keep their keys."""
-    on = _set(base, "filter.refine", True)
+    """refine_rule (filter.refine is on by default) re-selects and retrains only the student omni
+    hands over: the filter, the first-round student and everything before them keep their keys."""
+    on = base
     before = _keys(_cfg(on))
     after = _keys(_cfg(_set(on, "filter.refine_rule", "same")))
     assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}

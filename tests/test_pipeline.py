@@ -117,7 +117,8 @@ def test_changing_one_setting_recomputes_from_that_stage_on(done_run):
     cfg = load_config(done_run[0], ["filter.min_score=0.05"])
     again = _run_all(cfg)
     redone = sorted(k for k, r in again.items() if not r.cached)
-    assert redone == ["evaluate/omnisource", "filter", "manifest", "train/omnisource"]
+    assert redone == ["evaluate/first_round", "evaluate/omnisource", "filter", "manifest", "train/first_round",
+                      "train/omnisource"]
 
 
 def test_editing_one_crawl_list_redoes_only_that_source_and_the_student(done_run, tmp_path):
@@ -134,8 +135,8 @@ def test_editing_one_crawl_list_redoes_only_that_source_and_the_student(done_run
     cfg_path.write_text(yaml.safe_dump(data))
     again = _run_all(load_config(cfg_path))
     redone = sorted(k for k, r in again.items() if not r.cached)
-    assert redone == ["evaluate/omnisource", "extract/web_videos", "filter", "ingest/web_videos", "manifest",
-                      "score/web_videos", "train/omnisource"]
+    assert redone == ["evaluate/first_round", "evaluate/omnisource", "extract/web_videos", "filter",
+                      "ingest/web_videos", "manifest", "score/web_videos", "train/first_round", "train/omnisource"]
     assert again["ingest/web_videos"].info["fetched_this_run"] == 0  # the downloads were reused
 
 
@@ -160,18 +161,18 @@ def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done
 
 
 def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_that(done_run):
-    """filter.refine: a second round. A first-round student learns from the teacher's selection,
-    scores every web sample, its top-1 verdict selects again (``refine_rule: top1``), and the
-    OmniSource student (the model omni hands over) trains on that selection; both are evaluated;
-    the teachers and the baseline are not redone, and a rerun is all cache hits. With
-    ``refine_rule: same`` the filter's own rule (the best share per query) selects, and only the
-    second round is redone."""
-    cfg = load_config(done_run[0], ["filter.refine=true"])
-    first = _run_all(cfg)  # (an earlier test left another list edit's round 1 in this workdir)
+    """filter.refine (the default): a second round. A first-round student learns from the
+    teacher's selection, scores every web sample, its top-1 verdict selects again
+    (``refine_rule: top1``), and the OmniSource student (the model omni hands over) trains on that
+    selection; both are evaluated, and a rerun is all cache hits. With ``refine_rule: same`` the
+    filter's own rule (the best share per query) selects, and only the second round is redone;
+    with ``refine: false`` the OmniSource student learns from the teacher's selection."""
+    cfg = load_config(done_run[0])
+    first = done_run[2]
     assert stages.runs(cfg) == ["baseline", "first_round", "omnisource"]
     for u in ("train/first_round", "train/omnisource", "evaluate/first_round", "evaluate/omnisource"):
         assert not first[u].cached, u
-    assert all(first[u].cached for u in ("teacher/image", "teacher/video", "train/baseline", "evaluate/baseline"))
+    _run_all(cfg)  # (an earlier test may have left another list edit's rounds in this workdir)
     d = cfg.workdir / "train" / "omnisource"
     scores = pd.read_parquet(d / "scores.parquet")
     web = pd.read_parquet(d / "web_items.parquet")
@@ -202,6 +203,16 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     for _, g in judged.groupby(["source", "query"]):  # the filter's rule: the best share per query
         kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
         assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
+
+    off = load_config(done_run[0], ["filter.refine=false"])
+    assert stages.runs(off) == ["baseline", "omnisource"]
+    redone = {u for u, r in _run_all(off).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    round1 = pd.read_parquet(off.workdir / "manifest" / "train.parquet")
+    summary = json.loads((d / "summary.json").read_text())
+    assert "selection" not in summary
+    assert summary["aux_units"] == round1[round1["source"] != "target"].groupby("source")["item_id"].nunique().to_dict()
+    _run_all(cfg)  # put the default's rounds back for the tests that follow
 
 
 def test_a_stage_alone_without_its_inputs_says_what_to_run(tmp_path, tiny_world):

@@ -121,7 +121,7 @@ def test_a_killed_torchrun_job_resumes_from_rank_0s_checkpoint(ready, tmp_path):
     path.write_text(cfg_path.read_text().replace(str(cfg.workdir), str(tmp_path / "work")))
     args = ["train", str(path), "--set", "train.model.steps=3000", "--set", "train.baseline=false"]
     proc = _torchrun(args)
-    ckpt = tmp_path / "work" / "train" / "omnisource" / "checkpoint.pth"
+    ckpt = tmp_path / "work" / "train" / "first_round" / "checkpoint.pth"  # the default's first student
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 10:
@@ -172,7 +172,7 @@ def test_the_pipelines_train_stage_starts_torchrun_itself(ready, tmp_path):
     path.write_text(cfg_path.read_text().replace(str(cfg.workdir), str(tmp_path / "work")))
     ranked = load_config(path, ["train.nproc_per_node=2"])
     results = stages.run_stage(ranked, "train")
-    assert [r.stage for r in results] == ["train/baseline", "train/omnisource"]
+    assert [r.stage for r in results] == ["train/baseline", "train/first_round", "train/omnisource"]
     for r in results:
         summary = json.loads((ranked.workdir / r.stage / "summary.json").read_text())
         assert summary["world_size"] == 2 and r.info["world_size"] == 2
