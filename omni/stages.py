@@ -194,7 +194,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
         if part == "baseline":  # web-data knobs never retrain the baseline
             t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
         if part == "omnisource" and cfg.filter.refine:  # re-scores with the first-round student and
-            # selects again with the filter's rule
+            # selects again with refine_rule (top-1, or the filter's own rule)
             return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
                     "refine": True, "refine_rule": cfg.filter.refine_rule,
                     "source_order": [s.name for s in cfg.sources]}
@@ -739,8 +739,8 @@ def second_round_rule(fcfg, refine_rule: str):
 
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     """The second round's selection: the first-round student scores every extracted web sample
-    (the score stage's sharded, resumable scoring, with the student as teacher), the filter's
-    rule selects again, and the manifest is rebuilt from those scores
+    (the score stage's sharded, resumable scoring, with the student as teacher), the rule
+    ``second_round_rule`` gives selects again, and the manifest is rebuilt from those scores
     (``train/omnisource/web_items.parquet``, ``train.parquet``, ``scores.parquet``); ingest,
     duplicate and leak verdicts are unchanged."""
     from .config import FilterConfig
