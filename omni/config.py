@@ -132,6 +132,8 @@ class FilterConfig(_Strict):
                                                  "sample when the first-round student's top class is its query "
                                                  "(the authors' rule, with a scorer that has learned from the web "
                                                  "data); ``same``: this section's own rule")
+    refine_min_score: float = Field(0.0, ge=0, le=1, description="with refine_rule top1: also require the "
+                                    "first-round student's probability of the query class to be at least this")
 
 
 class TrainConfig(_Strict):

@@ -69,7 +69,7 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
-_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule"})
+_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -197,6 +197,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
             # selects again with refine_rule (top-1, or the filter's own rule)
             return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
                     "refine": True, "refine_rule": cfg.filter.refine_rule,
+                    "refine_min_score": cfg.filter.refine_min_score,
                     "source_order": [s.name for s in cfg.sources]}
         return {"classes": names, "train": t}
     if stage == "evaluate":
@@ -728,13 +729,14 @@ def _manifest(u: Unit) -> dict:
     return _write_manifest(u, items, web, scores, filtered, target)
 
 
-def second_round_rule(fcfg, refine_rule: str):
+def second_round_rule(fcfg, refine_rule: str, refine_min_score: float = 0.0):
     """The rule the second round selects with: the authors' top-1 rule (``top1``), or the filter's
     own rule (``same``). The first-round student has learned from hundreds of web samples, so its
     top class is a far better judge than the teacher's (see the README's Performance section)."""
     if refine_rule == "same":
         return fcfg
-    return fcfg.model_copy(update={"require_top1": True, "top_k": 1, "min_score": 0.0, "keep_fraction": None})
+    return fcfg.model_copy(update={"require_top1": True, "top_k": 1, "min_score": refine_min_score,
+                                   "keep_fraction": None})
 
 
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
@@ -763,7 +765,9 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         assemble_scores(u.dir, info["shards"])
         scores = read_scores(u.dir / "scores.parquet")
         filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
-                                                          u.settings["refine_rule"]), u.settings["classes"])
+                                                          u.settings["refine_rule"],
+                                                          u.settings.get("refine_min_score", 0.0)),
+                                      u.settings["classes"])
         _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")
