@@ -133,7 +133,10 @@ class FilterConfig(_Strict):
                                                  "(the authors' rule, with a scorer that has learned from the web "
                                                  "data); ``same``: this section's own rule")
     refine_min_score: float = Field(0.0, ge=0, le=1, description="with refine_rule top1: also require the "
-                                    "first-round student's probability of the query class to be at least this")
+                                    "first-round student's probability of the query class to be at least this. "
+                                    "0.5 raised web-video precision from 0.85 to 0.92 (recall 0.88 -> 0.79) "
+                                    "over seven world-seeds but cost the student 1.7 points on average (-7.5 "
+                                    "to +2.6): off by default")
 
 
 class TrainConfig(_Strict):

@@ -181,10 +181,12 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert len(web) == len(round1)  # the same rows; ingest, duplicate and leak verdicts unchanged
     same = web.set_index("url")["status"].isin(["kept", "filtered"])
     assert (same == round1.set_index("url")["status"].isin(["kept", "filtered"])).all()
-    # kept = exactly the samples whose query class is the student's top class
+    # kept = exactly the samples whose query class is the student's top class, with at least
+    # refine_min_score of its probability
     judged = web[web["status"].isin(["kept", "filtered"])]
     probs = scores.set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
-    top1 = [int(np.argmax(p)) == lab for p, lab in zip(probs, judged["label"])]
+    least = cfg.filter.refine_min_score
+    top1 = [int(np.argmax(p)) == lab and p[lab] >= least for p, lab in zip(probs, judged["label"])]
     assert (judged["status"] == "kept").tolist() == top1
     assert 0 < sum(top1) < len(top1)
     train = pd.read_parquet(d / "train.parquet")
@@ -194,6 +196,19 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     for run in ("first_round", "omnisource"):
         assert json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())["num_samples"] == 12
     assert all(r.cached for r in _run_all(cfg).values())
+
+    # a stricter threshold (the median query probability among the kept) keeps exactly those
+    # above it and redoes only the second round
+    strict_at = float(np.median([p[lab] for p, lab, k in zip(probs, judged["label"], top1) if k]))
+    strict = load_config(done_run[0], [f"filter.refine_min_score={strict_at}"])
+    redone = {u for u, r in _run_all(strict).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    probs = pd.read_parquet(d / "scores.parquet").set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
+    kept = [int(np.argmax(p)) == lab and p[lab] >= strict_at for p, lab in zip(probs, judged["label"])]
+    assert (judged["status"] == "kept").tolist() == kept
+    assert 0 < sum(kept) < sum(top1)
 
     same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same"])
     redone = {u for u, r in _run_all(same).items() if not r.cached}
