@@ -729,9 +729,10 @@ def _manifest(u: Unit) -> dict:
     return _write_manifest(u, items, web, scores, filtered, target)
 
 
-def second_round_rule(fcfg, refine_rule: str, refine_min_score: float = 0.0):
-    """The rule the second round selects with: the authors' top-1 rule (``top1``), or the filter's
-    own rule (``same``). The first-round student has learned from hundreds of web samples, so its
+def second_round_rule(fcfg, refine_rule: str, refine_min_score: float):
+    """The rule the second round selects with: the authors' top-1 rule (``top1``; with
+    ``refine_min_score``, also that probability of the query class), or the filter's own rule
+    (``same``). The first-round student has learned from hundreds of web samples, so its
     top class is a far better judge than the teacher's (see the README's Performance section)."""
     if refine_rule == "same":
         return fcfg
@@ -766,7 +767,7 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         scores = read_scores(u.dir / "scores.parquet")
         filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
                                                           u.settings["refine_rule"],
-                                                          u.settings.get("refine_min_score", 0.0)),
+                                                          u.settings["refine_min_score"]),
                                       u.settings["classes"])
         _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
     u.ranks.barrier()
