@@ -3,8 +3,9 @@
 For each zoo world (``omni.demo.world.ZOO``) and seed (the world's generator seed and omni's
 ``train.seed``), this generates the world, runs omni's stages directly (no Prefect) with the
 default settings (fp32: ``train.amp=false``; local files, so ``ingest.allow_private_addresses``),
-then runs OmniSource again unfiltered (``filter.require_top1=false``, ``min_score=0``, ``keep_fraction=null``: the
-teacher's verdict ignored; ingest/extract/teacher/score/baseline are cache hits), and trains the
+then runs OmniSource again unfiltered (``filter.require_top1=false``, ``min_score=0``, ``keep_fraction=null``,
+``refine=false``: the teacher's verdict ignored, no second round; ingest/extract/teacher/score/baseline are
+cache hits; "filtered minus unfiltered" compares it with the model omni hands over), and trains the
 plain reference (``benchmarks/reference_model.py``) on the same target clips.
 
 Writes under ``--out`` (default ``benchmarks/results/learning_quality``):
@@ -124,7 +125,8 @@ def one(world_name: str, seed: int, args, log) -> dict:
             row[f"{src}_recall_refined"] = r["recall_kept"]
     if not args.no_unfiltered:
         log("  unfiltered")
-        unf = dict(base, filter={"require_top1": False, "min_score": 0.0, "keep_fraction": None})
+        # no filter and no second round: every sample that passed ingest, extract and de-duplication
+        unf = dict(base, filter={"require_top1": False, "min_score": 0.0, "keep_fraction": None, "refine": False})
         u = run_omni(unf, log)
         row["omnisource_unfiltered"] = u["omnisource"]  # (the workdir is left on the unfiltered run)
     if not args.no_reference:
@@ -163,8 +165,10 @@ def table(rows: list[dict]) -> pd.DataFrame:
             if col in g:
                 r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
         r["gain"] = r["omnisource_mean"] - r["baseline_mean"]
-        if "omnisource_unfiltered" in g:  # over the seeds that have both runs
-            r["filtered_minus_unfiltered"] = 100 * _ms(g["omnisource"] - g["omnisource_unfiltered"])[0]
+        if "omnisource_unfiltered" in g:  # over the seeds that have both runs; the model omni hands
+            # over (the second round's where there is one) against the student of the unfiltered crawl
+            handed = g["refined"].fillna(g["omnisource"]) if "refined" in g else g["omnisource"]
+            r["filtered_minus_unfiltered"] = 100 * _ms(handed - g["omnisource_unfiltered"])[0]
         if "reference_mean" in r:
             r["baseline_minus_reference"] = r["baseline_mean"] - r["reference_mean"]
         for src in SOURCES:

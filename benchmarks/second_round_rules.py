@@ -37,10 +37,15 @@ def rules(d: pd.DataFrame) -> dict[str, np.ndarray]:
     q = p[np.arange(len(d)), y]
     top1 = p.argmax(1) == y
     second = np.sort(p, 1)[:, -2]
-    out = {"top-1 (default)": top1}
+    out = {"top-1": top1}
     for t in (0.3, 0.4, 0.5, 0.6, 0.7):
         out[f"top-1 and p >= {t}"] = top1 & (q >= t)
     out["top-1, margin >= 0.2"] = top1 & (q - second >= 0.2)
+    # refine_min_relative: p at least r x the median p of the source's top-1 samples
+    median = d.assign(q=q)[top1].groupby("source")["q"].median()
+    med = d["source"].map(median).to_numpy(dtype=float)
+    for r in (0.4, 0.5, 0.6, 0.7):
+        out[f"top-1 and p >= {r} x source median"] = top1 & (q >= r * med)
     return out
 
 

@@ -30,13 +30,17 @@ def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.read_parquet(path).drop(columns=["teacher_probs"])
 
 
-def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str]) -> pd.DataFrame:
+def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str],
+                  min_relative: float = 0.0) -> pd.DataFrame:
     """``sample_id``, ``filter_status`` (kept / filtered) and ``filter_reason`` per scored sample.
 
     Rules, in order: the query class must be among the teacher's ``top_k`` classes (top-1 by
     default, the authors' rule; off with ``require_top1: false``); its probability at least
-    ``min_score``; and with ``keep_fraction``, the sample among the best-scored share of its
-    source's items for that query (a ranking, robust to a badly calibrated teacher)."""
+    ``min_score``; with ``min_relative`` (the second round's ``refine_min_relative``), at least that fraction of the median query-class
+    probability among the source's samples that pass the two rules before (a threshold that follows
+    the scorer's calibration, per source); and with ``keep_fraction``, the sample among the
+    best-scored share of its source's items for that query (a ranking, robust to a badly calibrated
+    teacher)."""
     labels = scores["label"].to_numpy().astype(int)
     qp = scores["teacher_score"].to_numpy()
     if "query_rank" in scores.columns:
@@ -46,14 +50,25 @@ def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[st
         rank = (probs > qp[:, None]).sum(axis=1) if len(scores) else np.zeros(0, int)  # 0: the top class
     frac = (scores.groupby(["source", "label"])["teacher_score"].rank(method="first", ascending=False, pct=True)
             .to_numpy() if len(scores) else np.zeros(0))
+    relative = np.zeros(len(scores))
+    if min_relative > 0 and len(scores):
+        passed = ((rank < fcfg.top_k) | (not fcfg.require_top1)) & (qp >= fcfg.min_score)
+        src = scores["source"].to_numpy()
+        for s in np.unique(src):
+            ok = passed & (src == s)
+            if ok.any():
+                relative[src == s] = min_relative * float(np.median(qp[ok]))
     status, reason = [], []
-    for lab, tl, ts, rk, fr in zip(labels, scores["teacher_label"], qp, rank, frac):
+    for lab, tl, ts, rk, fr, rel in zip(labels, scores["teacher_label"], qp, rank, frac, relative):
         if fcfg.require_top1 and rk >= fcfg.top_k:
             status.append("filtered")
             reason.append(f"teacher predicts {class_names[tl]} (query class p={ts:.2f}, rank {rk + 1})")
         elif ts < fcfg.min_score:
             status.append("filtered")
             reason.append(f"teacher score {ts:.2f} < {fcfg.min_score}")
+        elif ts < rel:
+            status.append("filtered")
+            reason.append(f"teacher score {ts:.2f} < {min_relative} x this source's median {rel / min_relative:.2f}")
         elif fcfg.keep_fraction is not None and fr > fcfg.keep_fraction:
             status.append("filtered")
             reason.append(f"teacher score {ts:.2f} below the best {fcfg.keep_fraction:.0%} for this query")

@@ -69,7 +69,7 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
-_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score"})
+_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score", "refine_min_relative"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -198,6 +198,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
             return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
                     "refine": True, "refine_rule": cfg.filter.refine_rule,
                     "refine_min_score": cfg.filter.refine_min_score,
+                    "refine_min_relative": cfg.filter.refine_min_relative,
                     "source_order": [s.name for s in cfg.sources]}
         return {"classes": names, "train": t}
     if stage == "evaluate":
@@ -768,7 +769,7 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
                                                           u.settings["refine_rule"],
                                                           u.settings["refine_min_score"]),
-                                      u.settings["classes"])
+                                 u.settings["classes"], min_relative=u.settings["refine_min_relative"])
         _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")

@@ -44,6 +44,7 @@ READERS = {
     "filter.refine": ["train/omnisource"],  # off: no first-round student; omnisource learns from round 1
     "filter.refine_rule": ["train/omnisource"],  # the second round's rule
     "filter.refine_min_score": ["train/omnisource"],  # the second round's threshold
+    "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs

@@ -37,6 +37,22 @@ def test_filter_min_score_top_k_and_top1_off_are_knobs():
     assert filter_scores(s, FilterConfig(require_top1=False, keep_fraction=None), NAMES)["filter_status"].tolist() == ["kept"] * 4
 
 
+def test_filter_relative_threshold_follows_each_sources_median_among_the_top1():
+    # source a: top-1 query probs 0.9, 0.8, 0.31 (median 0.8); source b: 0.4, 0.35, 0.1 (median 0.35)
+    a = _scores([("a1", 0, [0.9, 0.05, 0.05]), ("a2", 1, [0.1, 0.8, 0.1]), ("a3", 2, [0.3, 0.3, 0.31]),
+                 ("a4", 0, [0.2, 0.7, 0.1])], source="a")
+    b = _scores([("b1", 0, [0.4, 0.3, 0.3]), ("b2", 1, [0.3, 0.35, 0.35]), ("b3", 2, [0.0, 0.0, 0.1])], source="b")
+    s = pd.concat([a, b], ignore_index=True)
+    rule = FilterConfig(require_top1=True, keep_fraction=None)
+    out = filter_scores(s, rule, NAMES, min_relative=0.5).set_index("sample_id")
+    # kept: top-1 and at least half the median of its own source (0.4 for a, 0.175 for b)
+    assert out["filter_status"].to_dict() == {"a1": "kept", "a2": "kept", "a3": "filtered", "a4": "filtered",
+                                              "b1": "kept", "b2": "kept", "b3": "filtered"}
+    assert out.loc["a3", "filter_reason"] == "teacher score 0.31 < 0.5 x this source's median 0.80"
+    assert out.loc["a4", "filter_reason"].startswith("teacher predicts jump")  # not top-1: the first rule says why
+    assert (filter_scores(s, rule, NAMES)["filter_status"] == "kept").sum() == 6  # 0: off
+
+
 def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tmp_path):
     from omni.filter import read_scores
 

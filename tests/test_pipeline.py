@@ -182,11 +182,15 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     same = web.set_index("url")["status"].isin(["kept", "filtered"])
     assert (same == round1.set_index("url")["status"].isin(["kept", "filtered"])).all()
     # kept = exactly the samples whose query class is the student's top class, with at least
-    # refine_min_score of its probability
+    # refine_min_score of its probability and refine_min_relative x its source's median among those
     judged = web[web["status"].isin(["kept", "filtered"])]
     probs = scores.set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
     least = cfg.filter.refine_min_score
     top1 = [int(np.argmax(p)) == lab and p[lab] >= least for p, lab in zip(probs, judged["label"])]
+    qp = pd.Series([p[lab] for p, lab in zip(probs, judged["label"])], index=judged.index)
+    median = qp[top1].groupby(judged.loc[top1, "source"]).median()
+    top1 = [k and q >= cfg.filter.refine_min_relative * median[src]
+            for k, q, src in zip(top1, qp, judged["source"])]
     assert (judged["status"] == "kept").tolist() == top1
     assert 0 < sum(top1) < len(top1)
     train = pd.read_parquet(d / "train.parquet")
@@ -209,6 +213,22 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     kept = [int(np.argmax(p)) == lab and p[lab] >= strict_at for p, lab in zip(probs, judged["label"])]
     assert (judged["status"] == "kept").tolist() == kept
     assert 0 < sum(kept) < sum(top1)
+
+    # a threshold relative to each source's median among the student's top-1 samples (1.0: the
+    # median itself, so about the upper half of them)
+    rel = load_config(done_run[0], ["filter.refine_min_relative=1.0"])
+    redone = {u for u, r in _run_all(rel).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    probs = pd.read_parquet(d / "scores.parquet").set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
+    qp = pd.Series([p[lab] for p, lab in zip(probs, judged["label"])], index=judged.index)
+    is_top1 = pd.Series([int(np.argmax(p)) == lab for p, lab in zip(probs, judged["label"])], index=judged.index)
+    median = qp[is_top1].groupby(judged.loc[is_top1, "source"]).median()
+    kept = is_top1 & (qp >= 1.0 * judged["source"].map(median))
+    assert (judged["status"] == "kept").tolist() == kept.tolist()
+    assert 0 < kept.sum() < is_top1.sum()
+    assert judged.loc[is_top1 & ~kept, "reason"].str.contains("x this source's median").all()
 
     same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same"])
     redone = {u for u, r in _run_all(same).items() if not r.cached}
