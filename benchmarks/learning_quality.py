@@ -161,14 +161,14 @@ def table(rows: list[dict]) -> pd.DataFrame:
     out = []
     for w, g in df.groupby("world", sort=False):
         r = {"world": w, "seeds": len(g)}
-        for col in ("reference", "baseline", "omnisource", "refined", "omnisource_unfiltered"):
+        # the model omni hands over: the second round's student where there is one
+        g = g.assign(handed=g["refined"].fillna(g["omnisource"]) if "refined" in g else g["omnisource"])
+        for col in ("reference", "baseline", "omnisource", "refined", "handed", "omnisource_unfiltered"):
             if col in g:
                 r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
-        r["gain"] = r["omnisource_mean"] - r["baseline_mean"]
-        if "omnisource_unfiltered" in g:  # over the seeds that have both runs; the model omni hands
-            # over (the second round's where there is one) against the student of the unfiltered crawl
-            handed = g["refined"].fillna(g["omnisource"]) if "refined" in g else g["omnisource"]
-            r["filtered_minus_unfiltered"] = 100 * _ms(handed - g["omnisource_unfiltered"])[0]
+        r["gain"] = r["handed_mean"] - r["baseline_mean"]
+        if "omnisource_unfiltered" in g:  # over the seeds that have both runs
+            r["filtered_minus_unfiltered"] = 100 * _ms(g["handed"] - g["omnisource_unfiltered"])[0]
         if "reference_mean" in r:
             r["baseline_minus_reference"] = r["baseline_mean"] - r["reference_mean"]
         for src in SOURCES:
@@ -193,21 +193,24 @@ def markdown(t: pd.DataFrame) -> str:
         return "-" if x is None or pd.isna(x) else f"{x:.{d}f}"
 
     refined = "refined_mean" in t.columns and t["refined_mean"].notna().any()
-    head = ("| world | seeds | reference | baseline | OmniSource | gain | " + ("refined | " if refined else "")
-            + "unfiltered | filt - unfilt | img P / R | vid P / R | untrim P / R | "
-            + ("refined img / vid / untrim P / R | " if refined else "") + "base / omni train s |")
+    head = ("| world | seeds | reference | baseline | " + ("first round | " if refined else "")
+            + "OmniSource | gain | unfiltered | filt - unfilt | img P / R | vid P / R | untrim P / R | "
+            + ("second round img / vid / untrim P / R | " if refined else "") + "base / omni train s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in t.iterrows():
         pr = [f"{f(r.get(s + '_precision'), 2)} / {f(r.get(s + '_recall'), 2)}" for s in SOURCES]
         rpr = ", ".join(f"{f(r.get(s + '_precision_refined'), 2)} / {f(r.get(s + '_recall_refined'), 2)}"
                         for s in SOURCES)
         lines.append(f"| {r['world']} | {r['seeds']} | {pm(r, 'reference')} | {pm(r, 'baseline')} | "
-                     f"{pm(r, 'omnisource')} | {f(r['gain'])} | " + (f"{pm(r, 'refined')} | " if refined else "")
+                     + (f"{pm(r, 'omnisource')} | " if refined else "") + f"{pm(r, 'handed')} | {f(r['gain'])} | "
                      + f"{pm(r, 'omnisource_unfiltered')} | "
                      f"{f(r.get('filtered_minus_unfiltered'))} | {' | '.join(pr)} | " + (f"{rpr} | " if refined else "")
                      + f"{f(r['baseline_train_s'], 0)} / {f(r['omnisource_train_s'], 0)} |")
-    return "\n".join(lines) + "\n\nTop-1 in %, mean ± sample std over seeds; P / R: filter precision / recall " \
-                              "of kept items against the world's ground truth.\n"
+    return "\n".join(lines) + "\n\nTop-1 in %, mean ± sample std over seeds; OmniSource: the model omni hands " \
+                              "over (with a second round, its student; first round: the student of the " \
+                              "teacher's selection); gain and filt - unfilt: OmniSource minus the baseline / " \
+                              "the student of the unfiltered crawl; P / R: filter precision / recall of kept " \
+                              "items against the world's ground truth.\n"
 
 
 def main(argv=None) -> int:

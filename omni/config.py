@@ -140,7 +140,10 @@ class FilterConfig(_Strict):
     refine_min_relative: float = Field(0.0, ge=0, le=1, description="with refine_rule top1: also require the "
                                        "first-round student's probability of the query class to be at least "
                                        "this fraction of its median over the source's top-1 samples (a "
-                                       "threshold that follows the student's calibration per source)")
+                                       "threshold that follows the student's calibration per source). 0.6 "
+                                       "raised web-video precision from 0.84 to 0.92 (recall 0.89 -> 0.83) over "
+                                       "nine world-seeds for -0.7 points of accuracy on average (-4.4 to +2.5): "
+                                       "off by default")
 
 
 class TrainConfig(_Strict):

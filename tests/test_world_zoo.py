@@ -129,9 +129,11 @@ def test_learning_quality_table_reports_means_spreads_and_the_refined_round():
     t = lq.table(rows)
     w1 = t[t["world"] == "w1"].iloc[0]
     assert abs(w1["baseline_mean"] - 50.0) < 1e-9 and abs(w1["baseline_std"] - 14.142) < 1e-3
-    assert abs(w1["gain"] - 30.0) < 1e-9 and abs(w1["filtered_minus_unfiltered"] - 20.0) < 1e-9
+    # the gain and filtered - unfiltered are the handed-over model's: the second round's student
+    assert abs(w1["gain"] - 35.0) < 1e-9 and abs(w1["filtered_minus_unfiltered"] - 25.0) < 1e-9
     md = lq.markdown(t)
-    assert "| refined |" in md and "85.0 ± 7.1" in md and "0.90 / 0.80" in md
+    assert "| first round | OmniSource |" in md and "| 80.0 ± 14.1 | 85.0 ± 7.1 | 35.0 |" in md
+    assert "0.90 / 0.80" in md
     assert t.iloc[-1]["world"] == "MEAN"
 
 
