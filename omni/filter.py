@@ -36,11 +36,11 @@ def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[st
 
     Rules, in order: the query class must be among the teacher's ``top_k`` classes (top-1 by
     default, the authors' rule; off with ``require_top1: false``); its probability at least
-    ``min_score``; with ``min_relative`` (the second round's ``refine_min_relative``), at least that fraction of the median query-class
-    probability among the source's samples that pass the two rules before (a threshold that follows
-    the scorer's calibration, per source); and with ``keep_fraction``, the sample among the
-    best-scored share of its source's items for that query (a ranking, robust to a badly calibrated
-    teacher)."""
+    ``min_score``; with ``min_relative`` (the second round's ``refine_min_relative``), at least that
+    fraction of the median query-class probability among the source's samples that pass the two
+    rules before (a threshold that follows the scorer's calibration, per source); and with
+    ``keep_fraction``, the sample among the best-scored share of its source's items for that query
+    (a ranking, robust to a badly calibrated teacher)."""
     labels = scores["label"].to_numpy().astype(int)
     qp = scores["teacher_score"].to_numpy()
     if "query_rank" in scores.columns:
