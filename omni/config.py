@@ -137,6 +137,11 @@ class FilterConfig(_Strict):
                                     "0.5 raised web-video precision from 0.85 to 0.92 (recall 0.88 -> 0.79) "
                                     "over seven world-seeds but cost the student 1.7 points on average (-7.5 "
                                     "to +2.6): off by default")
+    refine_crossfit: bool = Field(False, description="the first round trains two students, each on the target "
+                                  "and one half of the selected web items (halves by item, so an untrimmed "
+                                  "video's windows stay together), and each web sample is re-scored by the "
+                                  "student that did not train on it; top-1 alone lets noise a single student "
+                                  "trained on back in. Costs one more student training")
     refine_min_relative: float = Field(0.0, ge=0, le=1, description="with refine_rule top1: also require the "
                                        "first-round student's probability of the query class to be at least "
                                        "this fraction of its median over the source's top-1 samples (a "

@@ -5,6 +5,7 @@ minimum probability of the query class (``min_score``) is an extra knob.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,12 @@ def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
                                 else np.zeros(0, int))
             out.append(df.drop(columns=["teacher_probs"]))
     return pd.concat(out, ignore_index=True) if out else pd.read_parquet(path).drop(columns=["teacher_probs"])
+
+
+def crossfit_fold(item_ids: pd.Series, folds: int = 2) -> np.ndarray:
+    """The half (fold) each web item belongs to for cross-fitted scoring: a stable hash of its
+    ``item_id``, so every sample of an item (an untrimmed video's windows) falls in the same one."""
+    return np.array([zlib.crc32(str(i).encode()) % folds for i in item_ids], dtype=int)
 
 
 def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str],

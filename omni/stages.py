@@ -69,7 +69,8 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
-_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score", "refine_min_relative"})
+_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score", "refine_min_relative",
+                                 "refine_crossfit"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -195,11 +196,16 @@ def unit_settings(cfg: Config, unit: str) -> dict:
             t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
         if part == "omnisource" and cfg.filter.refine:  # re-scores with the first-round student and
             # selects again with refine_rule (top-1, or the filter's own rule)
-            return {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
-                    "refine": True, "refine_rule": cfg.filter.refine_rule,
-                    "refine_min_score": cfg.filter.refine_min_score,
-                    "refine_min_relative": cfg.filter.refine_min_relative,
-                    "source_order": [s.name for s in cfg.sources]}
+            out = {"classes": names, "train": t, "filter": _section(cfg.filter, _REFINE_ONLY_FILTER),
+                   "refine": True, "refine_rule": cfg.filter.refine_rule,
+                   "refine_min_score": cfg.filter.refine_min_score,
+                   "refine_min_relative": cfg.filter.refine_min_relative,
+                   "source_order": [s.name for s in cfg.sources]}
+            if cfg.filter.refine_crossfit:  # (absent when off: the keys of runs before it stay valid)
+                out["refine_crossfit"] = True
+            return out
+        if part == "first_round" and cfg.filter.refine_crossfit:
+            return {"classes": names, "train": t, "crossfit": True}
         return {"classes": names, "train": t}
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
@@ -752,19 +758,42 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     from .score import assemble_scores, prepare_parts, score_samples
 
     items, web, target = _manifest_inputs(u)
-    if u.ranks.many:  # rank 0 checks earlier parts before any rank writes one
-        if u.ranks.main:
-            prepare_parts(u.dir, int((web["extract_status"] == "ok").sum()), u.runtime["cluster.shard_items"])
+
+    def score_with(samples: pd.DataFrame, model_dir: Path, out: Path) -> dict:
+        if u.ranks.many:  # rank 0 checks earlier parts before any rank writes one
+            if u.ranks.main:
+                prepare_parts(out, int((samples["extract_status"] == "ok").sum()), u.runtime["cluster.shard_items"])
+            u.ranks.barrier()
+        info = score_samples(samples, u.workdir, model_dir, "student", out,
+                             amp=u.settings["train"]["amp"], device=u.runtime["train.device"],
+                             batch_size=u.runtime["evaluate.batch_size"],
+                             loader_workers=u.runtime["train.loader_workers"],
+                             shard_items=u.runtime["cluster.shard_items"],
+                             scheduler=u.runtime["cluster.scheduler_address"],
+                             resources=u.runtime["cluster.score_resources"], rank=u.ranks.rank,
+                             world_size=u.ranks.world_size)
         u.ranks.barrier()
-    info = score_samples(web, u.workdir, u.input("train/first_round"), "student", u.dir,
-                         amp=u.settings["train"]["amp"], device=u.runtime["train.device"],
-                         batch_size=u.runtime["evaluate.batch_size"], loader_workers=u.runtime["train.loader_workers"],
-                         shard_items=u.runtime["cluster.shard_items"], scheduler=u.runtime["cluster.scheduler_address"],
-                         resources=u.runtime["cluster.score_resources"], rank=u.ranks.rank,
-                         world_size=u.ranks.world_size)
-    u.ranks.barrier()
+        if u.ranks.main:
+            assemble_scores(out, info["shards"])
+        return info
+
+    first = u.input("train/first_round")
+    if u.settings.get("refine_crossfit"):  # each half judged by the student that did not learn from it
+        from .atomic import write_parquet_atomic
+        from .filter import crossfit_fold
+
+        fold = crossfit_fold(web["item_id"])
+        info = {"scored": 0}
+        for k in (0, 1):
+            part = score_with(web[fold == 1 - k], first / f"fold{k}", u.dir / f"scored_by_fold{k}")
+            info["scored"] += part["scored"]
+        if u.ranks.main:
+            write_parquet_atomic(pd.concat([pd.read_parquet(u.dir / f"scored_by_fold{k}" / "scores.parquet")
+                                            for k in (0, 1)], ignore_index=True), u.dir / "scores.parquet")
+        u.ranks.barrier()
+    else:
+        info = score_with(web, first, u.dir)
     if u.ranks.main:
-        assemble_scores(u.dir, info["shards"])
         scores = read_scores(u.dir / "scores.parquet")
         filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
                                                           u.settings["refine_rule"],
@@ -814,6 +843,8 @@ def _train(u: Unit) -> dict:
             u.ranks.barrier()
             log.info("train/baseline: the same training as teacher/video (same recipe, seed and clips): its model reused")
             return {k: v for k, v in res.items() if k != "curve"}
+    elif u.settings.get("crossfit"):
+        return _train_crossfit(u)
     elif u.settings.get("refine"):
         rows, selection = _refine_selection(u)
     else:
@@ -825,6 +856,37 @@ def _train(u: Unit) -> dict:
     if u.settings.get("refine"):
         res["selection"] = selection
     if u.ranks.main:
+        write_json_atomic(u.dir / "summary.json", res)
+        _curve_png(u, res)
+    return {k: v for k, v in res.items() if k != "curve"}
+
+
+def _train_crossfit(u: Unit) -> dict:
+    """The first round with ``filter.refine_crossfit``: two students, each on the target clips and
+    one half of the selected web items (``fold0/``, ``fold1/``); ``model.pt`` (what
+    ``evaluate/first_round`` reports) is the first one's."""
+    from .config import TrainConfig
+    from .filter import crossfit_fold
+    from .train import train_student
+
+    rows = pd.read_parquet(u.input("manifest") / "train.parquet")
+    if (rows["source"] == "target").sum() == 0:
+        raise StageError("no usable target training clips: every target train item failed ingest or extract")
+    web = rows["source"] != "target"
+    fold = crossfit_fold(rows["item_id"])
+    folds = {}
+    for k in (0, 1):
+        d = u.dir / f"fold{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        res = train_student(rows[~web | (fold == k)], TrainConfig(**u.settings["train"]), u.settings["classes"],
+                            u.workdir, d, f"{u.keys[u.name]}-fold{k}", run=run_options(u.runtime),
+                            progress=u.progress, should_stop=u.should_stop)
+        folds[f"fold{k}"] = {key: v for key, v in res.items() if key != "curve"}
+        if k == 0:
+            first = res
+    res = {**first, "crossfit": folds}
+    if u.ranks.main:
+        shutil.copy2(u.dir / "fold0" / "model.pt", u.dir / "model.pt")
         write_json_atomic(u.dir / "summary.json", res)
         _curve_png(u, res)
     return {k: v for k, v in res.items() if k != "curve"}

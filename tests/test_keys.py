@@ -45,6 +45,7 @@ READERS = {
     "filter.refine_rule": ["train/omnisource"],  # the second round's rule
     "filter.refine_min_score": ["train/omnisource"],  # the second round's threshold
     "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
+    "filter.refine_crossfit": ["train/first_round", "train/omnisource"],  # two first-round students
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs

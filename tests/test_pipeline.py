@@ -247,6 +247,32 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     summary = json.loads((d / "summary.json").read_text())
     assert "selection" not in summary
     assert summary["aux_units"] == round1[round1["source"] != "target"].groupby("source")["item_id"].nunique().to_dict()
+    # cross-fitted: two first-round students on disjoint halves of the selected web items, each
+    # web sample re-scored by the student that did not learn from it
+    from omni.filter import crossfit_fold
+
+    cross = load_config(done_run[0], ["filter.refine_crossfit=true"])
+    redone = {u for u, r in _run_all(cross).items() if not r.cached}
+    assert redone == {"train/first_round", "evaluate/first_round", "train/omnisource", "evaluate/omnisource"}
+    fr = cfg.workdir / "train" / "first_round"
+    summary = json.loads((fr / "summary.json").read_text())
+    round1 = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
+    round1 = round1[round1["source"] != "target"]
+    halves = [summary["crossfit"][f"fold{k}"]["aux_units"] for k in (0, 1)]
+    for src, n in round1.groupby("source")["item_id"].nunique().items():
+        assert halves[0].get(src, 0) + halves[1].get(src, 0) == n  # disjoint halves of the selected items
+    assert sum(halves[0].values()) and sum(halves[1].values())
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    by = {k: set(pd.read_parquet(d / f"scored_by_fold{k}" / "scores.parquet")["sample_id"]) for k in (0, 1)}
+    fold = dict(zip(judged["sample_id"], crossfit_fold(judged["item_id"])))
+    assert by[0] | by[1] == set(judged["sample_id"]) and not by[0] & by[1]
+    assert all(fold[s] == 1 for s in by[0]) and all(fold[s] == 0 for s in by[1])
+    probs = pd.read_parquet(d / "scores.parquet").set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
+    kept = [int(np.argmax(p)) == lab for p, lab in zip(probs, judged["label"])]
+    assert (judged["status"] == "kept").tolist() == kept
+    assert all(r.cached for r in _run_all(cross).values())
+
     _run_all(cfg)  # put the default's rounds back for the tests that follow
 
 
