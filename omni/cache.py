@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,66 @@ def stat_fingerprint(path: str | Path) -> str:
 
 
 _content_memo: dict[tuple[str, str], str] = {}
+
+HASH_MEMO = ".omni-hashes.json"  # in the workdir: see ``HashMemo``
+
+
+class HashMemo:
+    """sha256 of files, remembered across runs by ``(size, mtime_ns)`` in a JSON file.
+
+    Cache keys must follow a file's bytes, not its timestamps: a target set copied to a GPU worker
+    (``cp -r``, a tar archive, a restore from backup) has new mtimes and the same content, and must
+    not redo every stage. A file whose size and mtime match its entry is not read again; any other
+    is hashed (once) and its entry replaced. Files that are not regular files (a FIFO, a device)
+    or larger than ``max_bytes`` are never read: their fingerprint is their type or
+    ``size:mtime_ns``, and the stage that reads them reports them. A lost or corrupt memo costs
+    only re-hashing."""
+
+    def __init__(self, path: str | Path | None, max_bytes: int | None = None):
+        self.path = Path(path) if path else None
+        self.max_bytes = max_bytes
+        self._dirty = False
+        self._entries: dict[str, list] = {}
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text())
+                if isinstance(data, dict):
+                    self._entries = {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3}
+            except (OSError, ValueError):
+                pass
+
+    def fingerprint(self, path: str | Path) -> str:
+        """``sha256:<hex>`` of a regular file's bytes, or why it was not read (``missing``,
+        ``not a regular file``, ``unreadable``, ``large:<size>:<mtime_ns>``)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "missing"
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if self.max_bytes is not None and st.st_size > self.max_bytes:
+            return f"large:{st.st_size}:{st.st_mtime_ns}"
+        name = str(path)
+        entry = self._entries.get(name)
+        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+            return f"sha256:{entry[2]}"
+        try:
+            sha = file_sha256(path)
+        except OSError:
+            return "unreadable"
+        self._entries[name] = [st.st_size, st.st_mtime_ns, sha]
+        self._dirty = True
+        return f"sha256:{sha}"
+
+    def save(self) -> None:
+        """Write the memo back if it learned something and its folder exists (best effort)."""
+        if not self._dirty or self.path is None or not self.path.parent.is_dir():
+            return
+        try:
+            write_json_atomic(self.path, self._entries)
+            self._dirty = False
+        except OSError:
+            pass
 
 
 def _file_fingerprint(path: Path) -> str:

@@ -264,12 +264,14 @@ def upstream(cfg: Config, unit: str) -> list[str]:
 
 
 def _target_files_fingerprint(cfg: Config) -> str:
-    """Target media by path, size and mtime (cheap at any scale); their sha256 is computed
-    during ingest, where a changed file is caught again."""
+    """Target media by path and content (sha256). Hashes are remembered in the workdir by size
+    and mtime (``cache.HashMemo``), so a rerun reads no file whose stat is unchanged, and a copy
+    of the data with new timestamps keeps every key."""
     from .lists import read_target_list
 
     h = hashlib.sha256()
     names = cfg.class_names()
+    memo = cache.HashMemo(Path(cfg.workdir) / cache.HASH_MEMO, max_bytes=cfg.ingest.max_bytes)
     for path in (cfg.target.train, cfg.target.val):
         try:
             df = read_target_list(path, names)
@@ -277,7 +279,8 @@ def _target_files_fingerprint(cfg: Config) -> str:
             h.update(str(exc).encode())
             continue
         for p in df["path"]:
-            h.update(f"{p}:{cache.stat_fingerprint(p)}".encode())
+            h.update(f"{p}:{memo.fingerprint(p)}".encode())
+    memo.save()
     return h.hexdigest()
 
 

@@ -259,3 +259,32 @@ def test_the_second_rounds_rule_changes_only_the_second_round(base):
     after = _keys(_cfg(_set(on, "filter.refine_rule", "same")))
     assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
     assert "train/first_round" in before
+
+
+def test_target_media_are_keyed_by_content_not_by_their_timestamps(tmp_path):
+    """A target set copied elsewhere with new mtimes (cp -r, tar, a restore) keeps every key;
+    changed bytes change them; a FIFO in the list is never opened."""
+    import os
+
+    d = tmp_path
+    for name in ("a.mp4", "b.mp4"):
+        (d / name).write_bytes(b"clip " + name.encode())
+    (d / "train.csv").write_text(f"path,label\n{d / 'a.mp4'},a\n")
+    (d / "val.csv").write_text(f"path,label\n{d / 'b.mp4'},b\n")
+    (d / "w").mkdir()
+    data = {"workdir": str(d / "w"), "classes": ["a", "b"],
+            "target": {"train": str(d / "train.csv"), "val": str(d / "val.csv")}}
+    before = _keys(_cfg(data))
+    assert (d / "w" / ".omni-hashes.json").exists()  # the hashes are remembered in the workdir
+    for name in ("a.mp4", "b.mp4"):
+        os.utime(d / name, ns=(1_000_000_123, 1_000_000_123))  # same bytes, new times
+    assert _keys(_cfg(data)) == before
+    (d / "w" / ".omni-hashes.json").write_text("{not json")  # a corrupt memo costs a re-hash only
+    assert _keys(_cfg(data)) == before
+    (d / "b.mp4").write_bytes(b"clip B.mp4")  # an edit: same size, other bytes (and a new mtime)
+    after = _keys(_cfg(data))
+    assert all(after[u] != before[u] for u in ("ingest/target", "extract/target", "train/baseline",
+                                               "evaluate/baseline"))
+    os.unlink(d / "b.mp4")
+    os.mkfifo(d / "b.mp4")  # would block a reader forever
+    assert _keys(_cfg(data))["ingest/target"] not in (before["ingest/target"], after["ingest/target"])
