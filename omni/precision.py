@@ -55,45 +55,62 @@ def _cache_file() -> Path:
 
 def _bench_once(autocast: bool, steps: int = 3) -> float:
     """Seconds per training step of a small 3D conv net on the CPU, fp32 or bf16 autocast."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv3d(3, 16, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv3d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(32, 4))
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    x = torch.randn(4, 3, 8, 48, 48)
-    y = torch.zeros(4, dtype=torch.long)
+    # the verdict is first asked for wherever a model first runs, scoring under no_grad or
+    # inference_mode too: the measurement trains, so it builds its tensors with autograd on
+    with torch.inference_mode(False), torch.enable_grad():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv3d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv3d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(32, 4))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        x = torch.randn(4, 3, 8, 48, 48)
+        y = torch.zeros(4, dtype=torch.long)
 
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = torch.nn.functional.cross_entropy(net(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = torch.nn.functional.cross_entropy(net(x).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
+        step()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - t0) / steps
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cached = json.loads(path.read_text())
+        return cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def cpu_autocast_pays() -> bool:
-    """Native bf16 and a measured gain on this machine (cached)."""
+    """Native bf16 and a measured gain on this machine (cached).
+
+    One verdict per CPU model and torch version, whatever a process's thread count: every process
+    of a machine (a run's own, Dask workers, torchrun ranks) must compute in the same precision, or
+    the same unit scored here or on a worker would differ. A measurement is a timing, so two
+    processes measuring at once may disagree: the first verdict written wins."""
     if not cpu_has_native_bf16():
         return False
-    ident = f"{_cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    ident = f"{_cpu_model()}|torch {torch.__version__}"
     path = _cache_file()
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
+    cached = _read_cache(path)
     if ident in cached:
         return bool(cached[ident]["autocast"])
     fp32, bf16 = _bench_once(False), _bench_once(True)
     verdict = fp32 / bf16 >= _MIN_GAIN
     log.info("precision: CPU bf16 autocast %.3fs/step vs fp32 %.3fs/step -> %s", bf16, fp32,
              "bf16" if verdict else "fp32")
-    cached[ident] = {"autocast": verdict, "fp32_s": round(fp32, 4), "bf16_s": round(bf16, 4)}
+    cached = _read_cache(path)
+    if ident in cached:  # another process measured meanwhile: its verdict stands
+        return bool(cached[ident]["autocast"])
+    cached[ident] = {"autocast": verdict, "fp32_s": round(fp32, 4), "bf16_s": round(bf16, 4),
+                     "threads": torch.get_num_threads()}
     try:
         write_json_atomic(path, cached)
     except OSError:

@@ -34,3 +34,35 @@ def test_auto_measures_once_per_machine_and_picks_bf16_only_when_faster(monkeypa
     monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path / "other"))
     monkeypatch.setattr(precision, "_bench_once", lambda autocast, steps=3: 1.05 if autocast else 1.0)
     assert precision.use_autocast("auto", CPU) is False  # slower (or barely faster): fp32
+
+
+def test_the_first_verdict_can_be_asked_for_while_scoring(monkeypatch, tmp_path):
+    """A fresh process that only scores (a Dask worker, a rerun whose training is cached) asks
+    for the verdict under no_grad / inference_mode: the measurement must still train."""
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with torch.no_grad():
+        first = precision.use_autocast("auto", CPU)
+    assert list(tmp_path.rglob("*.json")), "the verdict is cached"
+    for p in tmp_path.rglob("*.json"):
+        p.unlink()
+    with torch.inference_mode():
+        assert precision.use_autocast("auto", CPU) in (True, False)
+    assert isinstance(first, bool)
+
+
+def test_every_process_of_a_machine_gets_the_same_verdict(monkeypatch, tmp_path):
+    """Dask workers run with other thread counts than the run itself: they must not measure
+    again (a timing can flip), or the same unit would be scored in two precisions."""
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "_bench_once", lambda autocast, steps=3: 1.0 if autocast else 2.0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert precision.use_autocast("auto", CPU) is True
+        torch.set_num_threads(1)
+        monkeypatch.setattr(precision, "_bench_once", lambda autocast, steps=3: 1 / 0)  # never again
+        assert precision.use_autocast("auto", CPU) is True
+    finally:
+        torch.set_num_threads(threads)
