@@ -93,7 +93,11 @@ def _kill_all(proc):
 def test_torchrun_trains_both_students_with_results_of_the_same_form(ready, tmp_path):
     cfg_path, cfg = ready
     stages.run_stage(cfg, "train")  # one process, for comparison
-    shutil.copytree(cfg.workdir, tmp_path / "work", ignore=shutil.ignore_patterns("train", "eval", ".omni-lock"))
+    # the first-round student is kept: the second round's selection is then the same, whereas a
+    # first round retrained by two ranks (another order of gradient sums, bf16 on some CPUs) may
+    # flip a borderline web sample (the resume test below trains it under torchrun)
+    shutil.copytree(cfg.workdir, tmp_path / "work",
+                    ignore=shutil.ignore_patterns("baseline", "omnisource", "eval", ".omni-lock"))
     ddp_cfg_path = tmp_path / "config.yaml"
     ddp_cfg_path.write_text(cfg_path.read_text().replace(str(cfg.workdir), str(tmp_path / "work")))
     proc = _torchrun(["train", str(ddp_cfg_path)])
