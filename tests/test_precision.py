@@ -30,7 +30,7 @@ def test_auto_measures_once_per_machine_and_picks_bf16_only_when_faster(monkeypa
     monkeypatch.setattr(precision, "_bench_once", bench)
     assert precision.use_autocast("auto", CPU) is True
     assert precision.use_autocast("auto", CPU) is True
-    assert len(calls) == 2  # one fp32 and one bf16 measurement, then the cached verdict
+    assert len(calls) == 6 and calls[:2] == [False, True]  # fp32 and bf16 in turn, then the cached verdict
     monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path / "other"))
     monkeypatch.setattr(precision, "_bench_once", lambda autocast, steps=3: 1.05 if autocast else 1.0)
     assert precision.use_autocast("auto", CPU) is False  # slower (or barely faster): fp32
@@ -66,3 +66,19 @@ def test_every_process_of_a_machine_gets_the_same_verdict(monkeypatch, tmp_path)
         assert precision.use_autocast("auto", CPU) is True
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_moment_of_load_does_not_decide_the_verdict_for_good(monkeypatch, tmp_path):
+    """The verdict is cached for the machine: one measurement slowed by another process (here
+    the first bf16 one, three times slower) must not pick the slower precision."""
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    seen = []
+
+    def bench(autocast, steps=3):
+        seen.append(autocast)
+        slow = 3.0 if autocast and seen.count(True) == 1 else 1.0
+        return (0.5 if autocast else 1.0) * slow  # bf16 twice as fast when the machine is quiet
+
+    monkeypatch.setattr(precision, "_bench_once", bench)
+    assert precision.use_autocast("auto", CPU) is True
