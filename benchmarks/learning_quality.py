@@ -139,6 +139,29 @@ def one(world_name: str, seed: int, args, log) -> dict:
     return row
 
 
+def add_references(rows: list[dict], done: list[dict], runs_path: Path, args, log) -> None:
+    """Train the plain reference for finished runs that lack it, on the same world (regenerated
+    from its name and seed: the generator is deterministic), and write it into their rows."""
+    from omni.demo.world import WorldSpec, generate_world, zoo_spec
+    from reference_model import train_reference
+
+    worlds = {}
+    for row in rows:
+        if row.get("reference") is not None:
+            continue
+        key = (row["world"], row["seed"])
+        if key not in worlds:
+            spec = WorldSpec(seed=row["seed"]) if row["world"] == "demo" else zoo_spec(row["world"], seed=row["seed"])
+            world = generate_world(args.cache / "worlds" / f"{row['world']}-s{row['seed']}", spec)
+            ref = train_reference(world, steps=args.ref_steps, seed=row["seed"])
+            worlds[key] = ref
+            log(f"  reference {row['world']} seed {row['seed']}: {ref}")
+        row["reference"], row["reference_train_s"] = worlds[key]["top1"], worlds[key]["train_s"]
+    tmp = runs_path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in done))  # rows are done's own dicts
+    tmp.replace(runs_path)
+
+
 # overrides that leave the default run's baseline / OmniSource / unfiltered figures as they are: CPU
 # threads, and filter.refine (its second round is reported apart, as "refined")
 NEUTRAL = ("train.threads=", "filter.refine=")
@@ -231,6 +254,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-steps", type=int, default=400)
     ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from runs.jsonl")
+    ap.add_argument("--reference-only", action="store_true",
+                    help="add the plain reference to finished runs that lack it (regenerates each world from "
+                         "its seed, trains only the reference), then rebuild the table")
     args = ap.parse_args(argv)
     args.set = RECIPES[args.recipe] + args.set
     worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else list(ZOO))
@@ -246,7 +272,7 @@ def main(argv=None) -> int:
     rows = [r for r in done if comparable(r.get("overrides", "")) == overrides and r["world"] in worlds
             and r["seed"] in seeds]
     start = time.time()
-    todo = [] if args.table_only else [(w, s) for w in worlds for s in seeds if (w, s) not in have]
+    todo = [] if args.table_only or args.reference_only else [(w, s) for w in worlds for s in seeds if (w, s) not in have]
 
     def log(msg):
         print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)
@@ -259,6 +285,8 @@ def main(argv=None) -> int:
         rows.append(row)
         log(f"  done in {row['wall_s']:.0f}s: reference {row.get('reference')} baseline {row['baseline']} "
             f"omnisource {row['omnisource']} unfiltered {row.get('omnisource_unfiltered')}")
+    if args.reference_only:
+        add_references(rows, done, runs_path, args, log)
     if not rows:
         print("nothing to report")
         return 1
