@@ -91,9 +91,12 @@ class HashMemo:
         return f"sha256:{sha}"
 
     def save(self) -> None:
-        """Write the memo back if it learned something and its folder exists (best effort)."""
+        """Write the memo back if it learned something and its folder exists (best effort),
+        without the entries of files that no longer exist (a target set that was replaced or
+        moved would otherwise keep its old entries forever)."""
         if not self._dirty or self.path is None or not self.path.parent.is_dir():
             return
+        self._entries = {k: v for k, v in self._entries.items() if os.path.lexists(k)}
         try:
             write_json_atomic(self.path, self._entries)
             self._dirty = False

@@ -288,3 +288,24 @@ def test_target_media_are_keyed_by_content_not_by_their_timestamps(tmp_path):
     os.unlink(d / "b.mp4")
     os.mkfifo(d / "b.mp4")  # would block a reader forever
     assert _keys(_cfg(data))["ingest/target"] not in (before["ingest/target"], after["ingest/target"])
+
+
+def test_the_hash_memo_forgets_files_that_are_gone(tmp_path):
+    """A workdir outlives many target sets: the memo keeps entries only for files that exist."""
+    import json
+
+    from omni.cache import HashMemo
+
+    memo_path = tmp_path / "memo.json"
+    old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+    old.write_bytes(b"old clip")
+    memo = HashMemo(memo_path)
+    memo.fingerprint(old)
+    memo.save()
+    assert str(old) in json.loads(memo_path.read_text())
+    old.unlink()
+    new.write_bytes(b"new clip")
+    memo = HashMemo(memo_path)
+    memo.fingerprint(new)
+    memo.save()
+    assert list(json.loads(memo_path.read_text())) == [str(new)]
