@@ -83,14 +83,13 @@ def main(argv=None) -> int:
     runs_path = args.out / "runs.jsonl"
     rows = [json.loads(x) for x in runs_path.read_text().splitlines() if x] if runs_path.exists() else []
     have = {(r["world"], r["seed"], r["variant"]) for r in rows}
-    from omni.demo.world import WorldSpec, generate_world, zoo_spec
+    from learning_quality import make_world
     from reference_model import train_reference
 
     start = time.time()
     for w in args.worlds.split(","):
         for s in (int(x) for x in args.seeds.split(",")):
-            spec = WorldSpec(seed=s) if w == "demo" else zoo_spec(w, seed=s)
-            world = generate_world(cache / "worlds" / f"{w}-s{s}", spec)
+            world = make_world(cache, w, s)
             for name, over in variants.items():
                 if (w, s, name) in have:
                     continue

@@ -93,13 +93,21 @@ def run_omni(cfg_data: dict, log) -> dict:
     return out
 
 
+def make_world(cache: Path, world_name: str, seed: int) -> Path:
+    """A zoo world (or ``demo``: the world ``omni demo --seed S`` generates) under ``cache/worlds``;
+    the generator is deterministic, so a name and seed always give the same world."""
+    from omni.demo.world import WorldSpec, generate_world, zoo_spec
+
+    spec = WorldSpec(seed=seed) if world_name == "demo" else zoo_spec(world_name, seed=seed)
+    return generate_world(cache / "worlds" / f"{world_name}-s{seed}", spec)
+
+
 def one(world_name: str, seed: int, args, log) -> dict:
-    from omni.demo.world import WorldSpec, generate_world, ground_truth_report, zoo_spec
+    from omni.demo.world import ground_truth_report
     from reference_model import train_reference
 
     t0 = time.time()
-    spec = WorldSpec(seed=seed) if world_name == "demo" else zoo_spec(world_name, seed=seed)
-    world = generate_world(args.cache / "worlds" / f"{world_name}-s{seed}", spec)
+    world = make_world(args.cache, world_name, seed)
     log(f"  world generated {time.time() - t0:.0f}s")
     workdir = args.cache / "work" / f"{world_name}-s{seed}"
     base = world_config(world, workdir, [f"train.seed={seed}", *args.set])
@@ -142,7 +150,6 @@ def one(world_name: str, seed: int, args, log) -> dict:
 def add_references(rows: list[dict], done: list[dict], runs_path: Path, args, log) -> None:
     """Train the plain reference for finished runs that lack it, on the same world (regenerated
     from its name and seed: the generator is deterministic), and write it into their rows."""
-    from omni.demo.world import WorldSpec, generate_world, zoo_spec
     from reference_model import train_reference
 
     worlds = {}
@@ -151,8 +158,7 @@ def add_references(rows: list[dict], done: list[dict], runs_path: Path, args, lo
             continue
         key = (row["world"], row["seed"])
         if key not in worlds:
-            spec = WorldSpec(seed=row["seed"]) if row["world"] == "demo" else zoo_spec(row["world"], seed=row["seed"])
-            world = generate_world(args.cache / "worlds" / f"{row['world']}-s{row['seed']}", spec)
+            world = make_world(args.cache, row["world"], row["seed"])
             ref = train_reference(world, steps=args.ref_steps, seed=row["seed"])
             worlds[key] = ref
             log(f"  reference {row['world']} seed {row['seed']}: {ref}")
