@@ -131,6 +131,9 @@ def one(world_name: str, seed: int, args, log) -> dict:
         for src, r in ground_truth_report(world, ref_web)["sources"].items():
             row[f"{src}_precision_refined"] = r["precision_kept"]
             row[f"{src}_recall_refined"] = r["recall_kept"]
+            if r["relabeled"]:  # filter.refine_relabel
+                row[f"{src}_relabeled_refined"] = r["relabeled"]
+                row[f"{src}_relabel_precision_refined"] = r["relabel_precision"]
     if not args.no_unfiltered:
         log("  unfiltered")
         # no filter and no second round: every sample that passed ingest, extract and de-duplication

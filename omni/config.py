@@ -128,10 +128,17 @@ class FilterConfig(_Strict):
     refine: bool = Field(True, description="a second round: a first-round student learns from the teacher's "
                          "selection, re-scores every web sample, ``refine_rule`` selects again, and the "
                          "OmniSource student trains on that selection")
-    refine_rule: Literal["top1", "same"] = Field("top1", description="the second round's rule: ``top1`` keeps a "
-                                                 "sample when the first-round student's top class is its query "
-                                                 "(the authors' rule, with a scorer that has learned from the web "
-                                                 "data); ``same``: this section's own rule")
+    refine_rule: Literal["top1", "same", "contradict"] = Field(
+        "top1", description="the second round's rule: ``top1`` keeps a sample when the first-round student's top "
+        "class is its query (the authors' rule, with a scorer that has learned from the web data); ``same``: this "
+        "section's own rule; ``contradict``: keeps every sample but those the student confidently gives to another "
+        "class (top class not the query, with at least refine_min_contradiction of probability)")
+    refine_min_contradiction: float = Field(0.7, ge=0, le=1, description="the probability at which the first-round "
+                                            "student's top class, when it is not the query, contradicts the crawl's "
+                                            "label (refine_rule contradict, refine_relabel)")
+    refine_relabel: bool = Field(False, description="a sample the second round drops while the first-round student "
+                                 "confidently gives it to another class (see refine_min_contradiction) is kept, "
+                                 "with that class as its training label (``train_label`` in web_items.parquet)")
     refine_min_score: float = Field(0.0, ge=0, le=1, description="with refine_rule top1: also require the "
                                     "first-round student's probability of the query class to be at least this. "
                                     "0.5 raised web-video precision from 0.85 to 0.92 (recall 0.88 -> 0.79) "

@@ -1,7 +1,9 @@
 """The filter rule: keep a web sample when its teacher agrees with its query.
 
 The authors' rule: the teacher's top class equals the query class (``require_top1``); a
-minimum probability of the query class (``min_score``) is an extra knob.
+minimum probability of the query class (``min_score``) is an extra knob. The second round
+(``second_round``) can instead drop only the samples its scorer confidently gives to another
+class (``contradict``), and relabel those with that class (``relabel``).
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from .config import FilterConfig
 
 def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
     """A ``scores.parquet`` without its probability vectors, read in batches: each row's
-    ``query_rank`` (0: the query class is the teacher's top class) is computed from its vector
-    and the vector dropped, so memory grows with the rows, not with rows x classes."""
+    ``query_rank`` (0: the query class is the teacher's top class) and ``top_score`` (the top
+    class's probability) are computed from its vector and the vector dropped, so memory grows
+    with the rows, not with rows x classes."""
     import pyarrow.parquet as pq
 
     out = []
@@ -27,6 +30,7 @@ def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
             probs = (np.stack(df["teacher_probs"].to_numpy()) if len(df) else np.zeros((0, 1), np.float32))
             df["query_rank"] = ((probs > df["teacher_score"].to_numpy()[:, None]).sum(axis=1) if len(df)
                                 else np.zeros(0, int))
+            df["top_score"] = probs.max(axis=1) if len(df) else np.zeros(0, np.float32)
             out.append(df.drop(columns=["teacher_probs"]))
     return pd.concat(out, ignore_index=True) if out else pd.read_parquet(path).drop(columns=["teacher_probs"])
 
@@ -84,3 +88,52 @@ def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[st
             reason.append("")
     return pd.DataFrame({"sample_id": scores["sample_id"].to_numpy(), "filter_status": status,
                          "filter_reason": reason})
+
+
+def _top_score(scores: pd.DataFrame) -> np.ndarray:
+    if "top_score" in scores.columns:
+        return scores["top_score"].to_numpy()
+    return np.array([float(np.max(p)) for p in scores["teacher_probs"]]) if len(scores) else np.zeros(0)
+
+
+def _query_rank(scores: pd.DataFrame) -> np.ndarray:
+    if "query_rank" in scores.columns:
+        return scores["query_rank"].to_numpy().astype(int)
+    qp = scores["teacher_score"].to_numpy()
+    return np.array([int((np.asarray(p) > q).sum()) for p, q in zip(scores["teacher_probs"], qp)], dtype=int)
+
+
+def contradicted(scores: pd.DataFrame, min_prob: float) -> np.ndarray:
+    """The samples whose scorer puts another class than the query on top, with at least
+    ``min_prob`` of probability: the confident contradictions of the crawl's label."""
+    return (_query_rank(scores) > 0) & (_top_score(scores) >= min_prob)
+
+
+def second_round(scores: pd.DataFrame, fcfg: FilterConfig, rule: FilterConfig | None, class_names: list[str], *,
+                 min_relative: float = 0.0) -> pd.DataFrame:
+    """The second round's verdict on the first-round student's ``scores``: ``filter_scores``
+    with ``rule`` (the top-1 rule, or the filter's own), or with ``fcfg.refine_rule ==
+    "contradict"`` (``rule`` None) every sample kept but the confident contradictions. With
+    ``fcfg.refine_relabel`` a confident contradiction is kept with the student's class as its
+    training label (``filter_label``; the query's class for every other sample)."""
+    conf = contradicted(scores, fcfg.refine_min_contradiction)
+    labels = scores["label"].to_numpy().astype(int)
+    top = scores["teacher_label"].to_numpy().astype(int)
+    tops, qp = _top_score(scores), scores["teacher_score"].to_numpy()
+    if rule is None:
+        out = pd.DataFrame({"sample_id": scores["sample_id"].to_numpy(),
+                            "filter_status": np.where(conf, "filtered", "kept"),
+                            "filter_reason": [f"the first-round student predicts {class_names[t]} (p={p:.2f}; "
+                                              f"query class p={q:.2f})" if c else ""
+                                              for c, t, p, q in zip(conf, top, tops, qp)]})
+    else:
+        out = filter_scores(scores, rule, class_names, min_relative=min_relative)
+    out["filter_label"] = labels
+    if fcfg.refine_relabel:
+        moved = conf & (out["filter_status"] == "filtered").to_numpy()
+        out.loc[moved, "filter_status"] = "kept"
+        out.loc[moved, "filter_label"] = top[moved]
+        out.loc[moved, "filter_reason"] = [f"relabeled {class_names[t]}: the first-round student's top class "
+                                           f"(p={p:.2f}; query {class_names[lab]} p={q:.2f})"
+                                           for t, p, lab, q in zip(top[moved], tops[moved], labels[moved], qp[moved])]
+    return out

@@ -4,7 +4,9 @@
 window for untrimmed videos, including every row rejected at any stage. Each stage's own
 columns are kept (``ingest_status``/``ingest_reason``, ``extract_status``/``extract_reason``,
 ``filter_status``/``filter_reason``, the teacher's scores); ``status`` and ``reason`` are the
-first stage that said no: ``failed``, ``duplicate``, ``leak``, ``filtered``, else ``kept``.
+first stage that said no: ``failed``, ``duplicate``, ``leak``, ``filtered``, else ``kept``;
+``train_label``, for a kept row, the class it trains as: its query's, or the class the second
+round relabeled it with (``filter.refine_relabel``).
 ``train.parquet``: target train samples plus kept web samples in one unified form.
 """
 from __future__ import annotations
@@ -14,8 +16,8 @@ import pandas as pd
 
 from .dedup import mark_cross_source_duplicates
 
-CONTRACT_COLUMNS = ["url", "source", "kind", "query", "status", "reason", "teacher_label", "teacher_score",
-                    "start_s", "end_s"]
+CONTRACT_COLUMNS = ["url", "source", "kind", "query", "status", "reason", "train_label", "teacher_label",
+                    "teacher_score", "start_s", "end_s"]
 TRAIN_COLUMNS = ["sample_id", "item_id", "source", "kind", "label", "clip_index", "start_s", "end_s",
                  "shard", "offset", "t", "h", "w"]
 
@@ -50,11 +52,18 @@ def build_manifest(items: pd.DataFrame, web_samples: pd.DataFrame, scores: pd.Da
     rows = rows.merge(filtered, on="sample_id", how="left")
     rows["status"], rows["reason"] = final_status(rows)
     rows["teacher_label"] = [class_names[int(t)] if pd.notna(t) else None for t in rows["teacher_label"]]
+    relabel = rows["filter_label"] if "filter_label" in rows.columns else pd.Series(np.nan, index=rows.index)
+    rows["train_label"] = [(class_names[int(t)] if pd.notna(t) else q) if st == "kept" else None
+                           for st, t, q in zip(rows["status"], relabel, rows["query"])]
+    rows = rows.drop(columns=["filter_label"], errors="ignore")
     front = ["item_id", "sample_id"] + CONTRACT_COLUMNS
     rows = rows[front + [c for c in rows.columns if c not in front]].reset_index(drop=True)
 
     kept_ids = set(rows.loc[rows["status"] == "kept", "sample_id"])
     target = target_samples[(target_samples["split"] == "train") & (target_samples["extract_status"] == "ok")]
     kept = web_samples[web_samples["sample_id"].isin(kept_ids)]
+    if "filter_label" in filtered.columns:  # the second round may relabel a sample
+        kept = kept.assign(label=kept["sample_id"].map(dict(zip(filtered["sample_id"], filtered["filter_label"])))
+                           .astype(int).to_numpy())
     train = pd.concat([target[TRAIN_COLUMNS], kept[TRAIN_COLUMNS]], ignore_index=True)
     return rows, train

@@ -70,7 +70,7 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
 _REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score", "refine_min_relative",
-                                 "refine_crossfit"})
+                                 "refine_crossfit", "refine_min_contradiction", "refine_relabel"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -203,6 +203,10 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                    "source_order": [s.name for s in cfg.sources]}
             if cfg.filter.refine_crossfit:  # (absent when off: the keys of runs before it stay valid)
                 out["refine_crossfit"] = True
+            if cfg.filter.refine_relabel:
+                out["refine_relabel"] = True
+            if cfg.filter.refine_relabel or cfg.filter.refine_rule == "contradict":
+                out["refine_min_contradiction"] = cfg.filter.refine_min_contradiction
             return out
         if part == "first_round" and cfg.filter.refine_crossfit:
             return {"classes": names, "train": t, "crossfit": True}
@@ -668,7 +672,7 @@ def _filter(u: Unit) -> dict:
     from .score import SCORE_COLUMNS
 
     parts = [read_scores(u.input(f"score/{s.name}") / "scores.parquet") for s in u.cfg.sources]
-    empty = pd.DataFrame(columns=[c for c in SCORE_COLUMNS if c != "teacher_probs"] + ["query_rank"])
+    empty = pd.DataFrame(columns=[c for c in SCORE_COLUMNS if c != "teacher_probs"] + ["query_rank", "top_score"])
     scores = pd.concat(parts, ignore_index=True) if parts else empty
     out = filter_scores(scores, FilterConfig(**u.settings["filter"]), u.settings["classes"])
     write_parquet_atomic(out, u.dir / "filtered.parquet")
@@ -757,7 +761,7 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     (``train/omnisource/web_items.parquet``, ``train.parquet``, ``scores.parquet``); ingest,
     duplicate and leak verdicts are unchanged."""
     from .config import FilterConfig
-    from .filter import filter_scores, read_scores
+    from .filter import read_scores, second_round
     from .score import assemble_scores, prepare_parts, score_samples
 
     items, web, target = _manifest_inputs(u)
@@ -798,11 +802,14 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         info = score_with(web, first, u.dir)
     if u.ranks.main:
         scores = read_scores(u.dir / "scores.parquet")
-        filtered = filter_scores(scores, second_round_rule(FilterConfig(**u.settings["filter"]),
-                                                          u.settings["refine_rule"],
-                                                          u.settings["refine_min_score"]),
-                                 u.settings["classes"], min_relative=u.settings["refine_min_relative"])
-        _write_manifest(u, items, web, scores.drop(columns=["query_rank"]), filtered, target)
+        fcfg = FilterConfig(**u.settings["filter"], refine_rule=u.settings["refine_rule"],
+                            refine_relabel=u.settings.get("refine_relabel", False),
+                            refine_min_contradiction=u.settings.get("refine_min_contradiction", 0.7))
+        rule = (None if fcfg.refine_rule == "contradict" else
+                second_round_rule(fcfg, fcfg.refine_rule, u.settings["refine_min_score"]))
+        filtered = second_round(scores, fcfg, rule, u.settings["classes"],
+                                min_relative=u.settings["refine_min_relative"])
+        _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"]), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")
     return train, {"scored": info["scored"], "train_samples": len(train)}

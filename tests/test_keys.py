@@ -46,6 +46,9 @@ READERS = {
     "filter.refine_min_score": ["train/omnisource"],  # the second round's threshold
     "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
     "filter.refine_crossfit": ["train/first_round", "train/omnisource"],  # two first-round students
+    "filter.refine_relabel": ["train/omnisource"],  # contradicted samples kept with the student's class
+    # the bar of a contradiction: read only by refine_rule contradict and refine_relabel (see below)
+    "filter.refine_min_contradiction": [],
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
@@ -309,3 +312,14 @@ def test_the_hash_memo_forgets_files_that_are_gone(tmp_path):
     memo.fingerprint(new)
     memo.save()
     assert list(json.loads(memo_path.read_text())) == [str(new)]
+
+
+def test_the_contradiction_bar_rekeys_the_second_round_only_where_a_rule_reads_it(base):
+    """refine_min_contradiction is read by refine_rule contradict and by refine_relabel: then
+    changing it redoes the second round only; under the top-1 rule alone it changes no key."""
+    for on in (_set(base, "filter.refine_rule", "contradict"), _set(base, "filter.refine_relabel", True)):
+        before = _keys(_cfg(on))
+        after = _keys(_cfg(_set(on, "filter.refine_min_contradiction", 0.9)))
+        assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
+    before = _keys(_cfg(base))
+    assert _keys(_cfg(_set(base, "filter.refine_min_contradiction", 0.9))) == before

@@ -65,6 +65,58 @@ def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tm
         pd.testing.assert_frame_equal(filter_scores(light, rule, NAMES), filter_scores(s, rule, NAMES))
 
 
+def test_second_round_contradict_drops_only_confident_contradictions_and_relabel_keeps_them(tmp_path):
+    from omni.filter import read_scores, second_round
+    from omni.stages import second_round_rule
+
+    s = _scores([("agree", 0, [0.5, 0.3, 0.2]),      # the query on top
+                 ("unsure", 0, [0.2, 0.45, 0.35]),   # another class on top, but at 0.45
+                 ("other", 0, [0.1, 0.8, 0.1]),      # jump, at 0.8: a confident contradiction
+                 ("edge", 2, [0.7, 0.0, 0.3])])      # run at exactly the bar
+    keep = {"agree": "kept", "unsure": "kept", "other": "filtered", "edge": "filtered"}
+    for scores in (s, _light(s, tmp_path, read_scores)):
+        out = second_round(scores, FilterConfig(refine_rule="contradict"), None, NAMES).set_index("sample_id")
+        assert out["filter_status"].to_dict() == keep
+        assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 0, "edge": 2}
+        assert out.loc["other", "filter_reason"] == "the first-round student predicts jump (p=0.80; query class p=0.10)"
+        # relabel: a confident contradiction trains as the student's class; nothing else moves
+        fc = FilterConfig(refine_rule="contradict", refine_relabel=True)
+        out = second_round(scores, fc, None, NAMES).set_index("sample_id")
+        assert (out["filter_status"] == "kept").all()
+        assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 1, "edge": 0}
+        assert out.loc["other", "filter_reason"].startswith("relabeled jump: the first-round student's top class")
+        # with the top-1 rule, a sample the student is unsure of stays dropped, not relabeled
+        fc = FilterConfig(refine_relabel=True, refine_min_contradiction=0.75)
+        out = second_round(scores, fc, second_round_rule(fc, "top1", 0.0), NAMES).set_index("sample_id")
+        assert out["filter_status"].to_dict() == {"agree": "kept", "unsure": "filtered", "other": "kept",
+                                                  "edge": "filtered"}
+        assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 1, "edge": 2}
+
+
+def _light(s, tmp_path, read_scores):
+    s.to_parquet(tmp_path / "s.parquet")
+    return read_scores(tmp_path / "s.parquet")
+
+
+def test_a_relabeled_sample_trains_as_its_new_class_and_says_so_in_the_manifest():
+    items = pd.DataFrame({"item_id": ["w:0", "w:1"], "source": "web", "kind": "video", "url": ["u0", "u1"],
+                          "query": ["run", "run"], "label": [0, 0], "status": "ok", "reason": "", "sha256": ["a", "b"]})
+    web = pd.DataFrame({"item_id": ["w:0", "w:1"], "sample_id": ["w:0#0", "w:1#0"], "split": "web", "source": "web",
+                        "kind": "video", "label": [0, 0], "clip_index": 0, "start_s": np.nan, "end_s": np.nan,
+                        "extract_status": "ok", "extract_reason": "", "shard": "s", "offset": [0, 1], "t": 8,
+                        "h": 8, "w": 8})
+    target = web.assign(item_id=["t:0", "t:1"], sample_id=["t:0#0", "t:1#0"], split="train", source="target")
+    scores = pd.DataFrame({"sample_id": ["w:0#0", "w:1#0"], "teacher": "student", "teacher_label": [0, 1],
+                           "teacher_score": [0.9, 0.1]})
+    filtered = pd.DataFrame({"sample_id": ["w:0#0", "w:1#0"], "filter_status": "kept", "filter_reason": ["", "relabeled jump"],
+                             "filter_label": [0, 1]})
+    rows, train = build_manifest(items, web, scores, filtered, target, NAMES, ["web"])
+    assert rows.set_index("url")["train_label"].to_dict() == {"u0": "run", "u1": "jump"}
+    assert rows.set_index("url")["query"].to_dict() == {"u0": "run", "u1": "run"}  # the crawl's label stays
+    assert train.set_index("sample_id")["label"].to_dict() == {"t:0#0": 0, "t:1#0": 0, "w:0#0": 0, "w:1#0": 1}
+    assert "filter_label" not in rows.columns
+
+
 def test_the_default_filter_keeps_the_best_scored_80_percent_per_source_and_query():
     assert FilterConfig().keep_fraction == 0.8 and not FilterConfig().require_top1
 

@@ -245,6 +245,25 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
         kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
         assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
 
+    # contradict + relabel: every sample kept; one the student gives to another class with at
+    # least `bar` of probability (the median among those it does not put on top) trains as that class
+    names = cfg.class_names()
+    bar = float(np.median([max(p) for p, lab in zip(probs, judged["label"]) if not _on_top(p, lab)]))
+    moved = load_config(done_run[0], ["filter.refine_rule=contradict", "filter.refine_relabel=true",
+                                      f"filter.refine_min_contradiction={bar}"])
+    redone = {u for u, r in _run_all(moved).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    probs = pd.read_parquet(d / "scores.parquet").set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
+    assert (judged["status"] == "kept").all()
+    expect = [q if _on_top(p, lab) or max(p) < bar else names[int(np.argmax(p))]
+              for p, lab, q in zip(probs, judged["label"], judged["query"])]
+    assert judged["train_label"].tolist() == expect
+    assert 0 < sum(e != q for e, q in zip(expect, judged["query"]))
+    train = pd.read_parquet(d / "train.parquet").set_index("sample_id")
+    assert [names[i] for i in train.loc[judged["sample_id"], "label"]] == expect
+
     off = load_config(done_run[0], ["filter.refine=false"])
     assert stages.runs(off) == ["baseline", "omnisource"]
     redone = {u for u, r in _run_all(off).items() if not r.cached}

@@ -504,12 +504,17 @@ def ground_truth_report(world: Path, web_items: pd.DataFrame) -> dict:
         correct = g["true_class"] == g["query"]
         kept = g["status"] == "kept"
         usable = g["status"].isin(["kept", "filtered"])
+        trains_as = g["train_label"].fillna(g["query"]) if "train_label" in g.columns else g["query"]
+        right = g["true_class"] == trains_as  # a kept sample's training label is what it shows
+        moved = kept & (trains_as != g["query"])  # relabeled by the second round
         report["sources"][src] = {
             "kept": int(kept.sum()),
-            "precision_kept": float(correct[kept].mean()) if kept.any() else None,
+            "relabeled": int(moved.sum()),
+            "relabel_precision": float(right[moved].mean()) if moved.any() else None,
+            "precision_kept": float(right[kept].mean()) if kept.any() else None,
             "precision_unfiltered": float(correct[usable].mean()) if usable.any() else None,
-            # share of the usable items that truly show their query class which the filter kept
-            "recall_kept": float(kept[correct & usable].mean()) if (correct & usable).any() else None,
+            # share of the usable items that truly show their query class which the filter kept (as that class)
+            "recall_kept": float((kept & right)[correct & usable].mean()) if (correct & usable).any() else None,
         }
     planted = truth[truth["planted"] == "leak"]["key"].tolist()
     status = dict(zip(items["key"], items["status"]))

@@ -1,0 +1,138 @@
+"""Second-round rules, trained: retrain only the model omni hands over, under several rules.
+
+For each finished learning-quality run given as ``CACHE:WORLD-sSEED`` (a
+``benchmarks/learning_quality.py --cache`` folder and a run name whose workdir still holds
+``train/first_round``), this scores every usable web sample with the first-round student (once,
+under ``CACHE/second_round_variants/<run>/scores/``; models beside it), selects with ``omni.filter.second_round`` under each variant, trains
+the student exactly as the train stage does (``omni.train.train_student``, the run's seed, one
+thread, fp32) and evaluates it on the target val clips. A run is deterministic: the ``top1`` variant
+reproduces the zoo's two-round figure to the digit. Writes ``--out/runs.jsonl`` (one line per run and
+variant, appended; a rerun skips finished ones) with top-1 and, per source, what was kept and how
+much of it truly shows its training label.
+
+Variants (``--variants``, comma-separated):
+- ``top1``: omni's default second round (the first-round student's top class is the query);
+- ``top1_relabel``: the same, and a dropped sample the student gives to another class with at least
+  ``refine_min_contradiction`` (0.7) of probability is kept with that class as its label;
+- ``contradict``: every sample kept but those confident contradictions;
+- ``contradict_relabel``: every sample kept, the confident contradictions relabeled.
+
+    python benchmarks/second_round_variants.py /tmp/cache:c8_t8_n60-s2 --variants top1,contradict_relabel
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SOURCES = ("web_images", "web_videos", "untrimmed")
+VARIANTS = {"top1": {}, "top1_relabel": {"refine_relabel": True},
+            "contradict": {"refine_rule": "contradict"},
+            "contradict_relabel": {"refine_rule": "contradict", "refine_relabel": True}}
+
+
+def score_once(wd: Path, web: pd.DataFrame, out: Path) -> pd.DataFrame:
+    from omni.score import assemble_scores, score_samples
+
+    if not (out / "scores.parquet").exists():
+        info = score_samples(web, wd, wd / "train" / "first_round", "student", out, amp=False, device="cpu")
+        assemble_scores(out, info["shards"])
+    return pd.read_parquet(out / "scores.parquet")
+
+
+def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -> list[dict]:
+    import torch
+
+    from omni.config import FilterConfig, TrainConfig
+    from omni.demo.world import true_classes
+    from omni.evaluate import evaluate_model
+    from omni.filter import second_round
+    from omni.manifest import TRAIN_COLUMNS
+    from omni.stages import second_round_rule
+    from omni.train import RunOptions, train_student
+
+    wd, world = cache / "work" / run, cache / "worlds" / run
+    seed = int(run.rsplit("-s", 1)[1])
+    web = pd.concat([pd.read_parquet(wd / "extract" / s / "samples.parquet") for s in SOURCES], ignore_index=True)
+    target = pd.read_parquet(wd / "extract" / "target" / "samples.parquet")
+    target = target[target["extract_status"] == "ok"]
+    items = pd.read_parquet(wd / "manifest" / "web_items.parquet")  # usable: past ingest, dedup, leak check
+    usable = items[items["status"].isin(["kept", "filtered"])][["sample_id", "url", "start_s", "end_s", "query"]]
+    scratch = cache / "second_round_variants" / run
+    scores = score_once(wd, web, scratch / "scores")
+    scores = scores[scores["sample_id"].isin(set(usable["sample_id"]))].reset_index(drop=True)
+    names = torch.load(wd / "train" / "first_round" / "model.pt", map_location="cpu", weights_only=False)["class_names"]
+    truth = np.array(true_classes(world, usable.set_index("sample_id").loc[scores["sample_id"]].reset_index()))
+    query = np.array([names[i] for i in scores["label"]])
+    rows = []
+    for v in variants:
+        if (run, v) in done:
+            continue
+        fcfg = FilterConfig(**VARIANTS[v])
+        rule = None if fcfg.refine_rule == "contradict" else second_round_rule(fcfg, "top1", 0.0)
+        sel = second_round(scores, fcfg, rule, names)
+        kept = (sel["filter_status"] == "kept").to_numpy()
+        label = sel["filter_label"].to_numpy().astype(int)
+        trains_as = np.array([names[i] for i in label])
+        moved = kept & (trains_as != query)
+        per = {}
+        for s in SOURCES:
+            m = (scores["source"] == s).to_numpy()
+            per[s] = {"kept": int((kept & m).sum()), "relabeled": int((moved & m).sum()),
+                      "precision": round(float((truth == trains_as)[kept & m].mean()), 3) if (kept & m).any() else None,
+                      "recall": round(float((kept & (truth == trains_as))[m & (truth == query)].mean()), 3)
+                      if (m & (truth == query)).any() else None,
+                      "relabel_precision": round(float((truth == trains_as)[moved & m].mean()), 3)
+                      if (moved & m).any() else None}
+        lab = dict(zip(scores["sample_id"], label))
+        chosen = web[web["sample_id"].isin(set(scores["sample_id"][kept]))]
+        chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy())
+        train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS]], ignore_index=True)
+        t0 = time.time()
+        model_dir = scratch / "models" / v
+        train_student(train, TrainConfig(seed=seed, threads=1, amp=False), names, wd, model_dir,
+                      f"second_round_variants:{run}:{v}", run=RunOptions(device="cpu"))
+        m = evaluate_model(model_dir / "model.pt", target[target["split"] == "val"], wd, num_clips=2, amp=False,
+                           device="cpu")
+        row = {"run": run, "variant": v, "top1": m["top1"], "train_rows": len(train),
+               "train_s": round(time.time() - t0, 1), "sources": per}
+        log(json.dumps(row))
+        with open(out / "runs.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="CACHE:WORLD-sSEED")
+    ap.add_argument("--variants", default="top1,contradict_relabel")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "second_round_variants")
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs_path = args.out / "runs.jsonl"
+    done = set()
+    if runs_path.exists():
+        done = {(r["run"], r["variant"]) for r in map(json.loads, runs_path.read_text().splitlines())}
+    for spec in args.runs:
+        cache, run = spec.rsplit(":", 1)
+        one(Path(cache), run, variants, args.out, done, lambda msg: print(msg, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
