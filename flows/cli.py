@@ -172,6 +172,7 @@ def _demo(args) -> int:
         rep["ground_truth_refined"] = ground_truth_report(world, pd.read_parquet(refined))
         print("second round's selection (precision / recall of kept): " + ", ".join(
             f"{src} {100 * r['precision_kept']:.1f}% / {100 * r['recall_kept']:.1f}%"
+            + (f" ({r['relabeled']} relabeled, {100 * r['relabel_precision']:.0f}% right)" if r["relabeled"] else "")
             for src, r in rep["ground_truth_refined"]["sources"].items() if r["precision_kept"] is not None))
     print(f"manifest: {cfg.workdir / 'manifest' / 'web_items.parquet'}; metrics: {cfg.workdir / 'eval'}")
     print(f"demo finished in {time.time() - started:.0f}s")

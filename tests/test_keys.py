@@ -47,8 +47,8 @@ READERS = {
     "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
     "filter.refine_crossfit": ["train/first_round", "train/omnisource"],  # two first-round students
     "filter.refine_relabel": ["train/omnisource"],  # contradicted samples kept with the student's class
-    # the bar of a contradiction: read only by refine_rule contradict and refine_relabel (see below)
-    "filter.refine_min_contradiction": [],
+    # the bar of a contradiction, read by refine_rule contradict and refine_relabel (both default; see below)
+    "filter.refine_min_contradiction": ["train/omnisource"],
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
@@ -315,11 +315,13 @@ def test_the_hash_memo_forgets_files_that_are_gone(tmp_path):
 
 
 def test_the_contradiction_bar_rekeys_the_second_round_only_where_a_rule_reads_it(base):
-    """refine_min_contradiction is read by refine_rule contradict and by refine_relabel: then
-    changing it redoes the second round only; under the top-1 rule alone it changes no key."""
-    for on in (_set(base, "filter.refine_rule", "contradict"), _set(base, "filter.refine_relabel", True)):
+    """refine_min_contradiction is read by refine_rule contradict (the default) and by
+    refine_relabel (on by default): then changing it redoes the second round only; under the
+    top-1 rule alone it changes no key."""
+    top1 = _set(_set(base, "filter.refine_rule", "top1"), "filter.refine_relabel", False)
+    for on in (base, _set(top1, "filter.refine_rule", "contradict"), _set(top1, "filter.refine_relabel", True)):
         before = _keys(_cfg(on))
         after = _keys(_cfg(_set(on, "filter.refine_min_contradiction", 0.9)))
         assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
-    before = _keys(_cfg(base))
-    assert _keys(_cfg(_set(base, "filter.refine_min_contradiction", 0.9))) == before
+    before = _keys(_cfg(top1))
+    assert _keys(_cfg(_set(top1, "filter.refine_min_contradiction", 0.9))) == before

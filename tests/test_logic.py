@@ -75,18 +75,19 @@ def test_second_round_contradict_drops_only_confident_contradictions_and_relabel
                  ("edge", 2, [0.7, 0.0, 0.3])])      # run at exactly the bar
     keep = {"agree": "kept", "unsure": "kept", "other": "filtered", "edge": "filtered"}
     for scores in (s, _light(s, tmp_path, read_scores)):
-        out = second_round(scores, FilterConfig(refine_rule="contradict"), None, NAMES).set_index("sample_id")
+        out = second_round(scores, FilterConfig(refine_rule="contradict", refine_relabel=False), None,
+                           NAMES).set_index("sample_id")
         assert out["filter_status"].to_dict() == keep
         assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 0, "edge": 2}
         assert out.loc["other", "filter_reason"] == "the first-round student predicts jump (p=0.80; query class p=0.10)"
-        # relabel: a confident contradiction trains as the student's class; nothing else moves
-        fc = FilterConfig(refine_rule="contradict", refine_relabel=True)
+        # relabel (the default): a confident contradiction trains as the student's class; nothing else moves
+        fc = FilterConfig()
         out = second_round(scores, fc, None, NAMES).set_index("sample_id")
         assert (out["filter_status"] == "kept").all()
         assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 1, "edge": 0}
         assert out.loc["other", "filter_reason"].startswith("relabeled jump: the first-round student's top class")
         # with the top-1 rule, a sample the student is unsure of stays dropped, not relabeled
-        fc = FilterConfig(refine_relabel=True, refine_min_contradiction=0.75)
+        fc = FilterConfig(refine_rule="top1", refine_relabel=True, refine_min_contradiction=0.75)
         out = second_round(scores, fc, second_round_rule(fc, "top1", 0.0), NAMES).set_index("sample_id")
         assert out["filter_status"].to_dict() == {"agree": "kept", "unsure": "filtered", "other": "kept",
                                                   "edge": "filtered"}

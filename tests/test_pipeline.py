@@ -168,11 +168,13 @@ def _on_top(p, lab) -> bool:
 
 def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_that(done_run):
     """filter.refine (the default): a second round. A first-round student learns from the
-    teacher's selection, scores every web sample, its top-1 verdict selects again
-    (``refine_rule: top1``), and the OmniSource student (the model omni hands over) trains on that
-    selection; both are evaluated, and a rerun is all cache hits. With ``refine_rule: same`` the
-    filter's own rule (the best share per query) selects, and only the second round is redone;
-    with ``refine: false`` the OmniSource student learns from the teacher's selection."""
+    teacher's selection and scores every web sample; by default (``refine_rule: contradict``,
+    ``refine_relabel``) the OmniSource student (the model omni hands over) trains on every sample,
+    those the student confidently gives to another class as that class. Both students are
+    evaluated, and a rerun is all cache hits. ``refine_rule: top1`` keeps the samples whose top
+    class is their query, ``same`` applies the filter's own rule (the best share per query); each
+    redoes only the second round; with ``refine: false`` the OmniSource student learns from the
+    teacher's selection."""
     cfg = load_config(done_run[0])
     first = done_run[2]
     assert stages.runs(cfg) == ["baseline", "first_round", "omnisource"]
@@ -187,30 +189,50 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert len(web) == len(round1)  # the same rows; ingest, duplicate and leak verdicts unchanged
     same = web.set_index("url")["status"].isin(["kept", "filtered"])
     assert (same == round1.set_index("url")["status"].isin(["kept", "filtered"])).all()
-    # kept = exactly the samples whose query class is the student's top class, with at least
-    # refine_min_score of its probability and refine_min_relative x its source's median among those
+    names = cfg.class_names()
     judged = web[web["status"].isin(["kept", "filtered"])]
     probs = scores.set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
-    least = cfg.filter.refine_min_score
-    top1 = [_on_top(p, lab) and p[lab] >= least for p, lab in zip(probs, judged["label"])]
-    qp = pd.Series([p[lab] for p, lab in zip(probs, judged["label"])], index=judged.index)
-    median = qp[top1].groupby(judged.loc[top1, "source"]).median()
-    top1 = [k and q >= cfg.filter.refine_min_relative * median[src]
-            for k, q, src in zip(top1, qp, judged["source"])]
-    assert (judged["status"] == "kept").tolist() == top1
-    assert 0 < sum(top1) < len(top1)
+    # the default: every sample kept, and one whose top class by the student is another class,
+    # with at least refine_min_contradiction of probability, trains as that class
+    bar = cfg.filter.refine_min_contradiction
+    assert (judged["status"] == "kept").all()
+    expect = [q if _on_top(p, lab) or max(p) < bar else names[int(np.argmax(p))]
+              for p, lab, q in zip(probs, judged["label"], judged["query"])]
+    assert judged["train_label"].tolist() == expect
     train = pd.read_parquet(d / "train.parquet")
-    assert set(train.loc[train["source"] != "target", "sample_id"]) == set(web.loc[web["status"] == "kept", "sample_id"])
+    by_id = train.set_index("sample_id")
+    assert [names[i] for i in by_id.loc[judged["sample_id"], "label"]] == expect
     summary = json.loads((d / "summary.json").read_text())
     assert summary["selection"]["train_samples"] == len(train)
     for run in ("first_round", "omnisource"):
         assert json.loads((cfg.workdir / "eval" / run / "metrics.json").read_text())["num_samples"] == 12
     assert all(r.cached for r in _run_all(cfg).values())
 
+    # the authors' top-1 rule: kept = exactly the samples whose query class is the student's top
+    # class, with at least refine_min_score of its probability and refine_min_relative x its
+    # source's median among those
+    top1_rule = ["filter.refine_rule=top1", "filter.refine_relabel=false"]
+    t1 = load_config(done_run[0], top1_rule)
+    redone = {u for u, r in _run_all(t1).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    web = pd.read_parquet(d / "web_items.parquet")
+    judged = web[web["status"].isin(["kept", "filtered"])]
+    least = t1.filter.refine_min_score
+    top1 = [_on_top(p, lab) and p[lab] >= least for p, lab in zip(probs, judged["label"])]
+    qp = pd.Series([p[lab] for p, lab in zip(probs, judged["label"])], index=judged.index)
+    median = qp[top1].groupby(judged.loc[top1, "source"]).median()
+    top1 = [k and q >= t1.filter.refine_min_relative * median[src]
+            for k, q, src in zip(top1, qp, judged["source"])]
+    assert (judged["status"] == "kept").tolist() == top1
+    assert 0 < sum(top1) < len(top1)
+    assert (judged.loc[judged["status"] == "kept", "train_label"] == judged.loc[judged["status"] == "kept", "query"]).all()
+    train = pd.read_parquet(d / "train.parquet")
+    assert set(train.loc[train["source"] != "target", "sample_id"]) == set(web.loc[web["status"] == "kept", "sample_id"])
+
     # a stricter threshold (the median query probability among the kept) keeps exactly those
     # above it and redoes only the second round
     strict_at = float(np.median([p[lab] for p, lab, k in zip(probs, judged["label"], top1) if k]))
-    strict = load_config(done_run[0], [f"filter.refine_min_score={strict_at}"])
+    strict = load_config(done_run[0], top1_rule + [f"filter.refine_min_score={strict_at}"])
     redone = {u for u, r in _run_all(strict).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     web = pd.read_parquet(d / "web_items.parquet")
@@ -222,7 +244,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
 
     # a threshold relative to each source's median among the student's top-1 samples (1.0: the
     # median itself, so about the upper half of them)
-    rel = load_config(done_run[0], ["filter.refine_min_relative=1.0"])
+    rel = load_config(done_run[0], top1_rule + ["filter.refine_min_relative=1.0"])
     redone = {u for u, r in _run_all(rel).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     web = pd.read_parquet(d / "web_items.parquet")
@@ -236,7 +258,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert 0 < kept.sum() < is_top1.sum()
     assert judged.loc[is_top1 & ~kept, "reason"].str.contains("x this source's median").all()
 
-    same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same"])
+    same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same", "filter.refine_relabel=false"])
     redone = {u for u, r in _run_all(same).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     web = pd.read_parquet(d / "web_items.parquet")
@@ -245,9 +267,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
         kept, other = g[g["status"] == "kept"], g[g["status"] == "filtered"]
         assert len(kept) and (other.empty or kept["teacher_score"].min() >= other["teacher_score"].max())
 
-    # contradict + relabel: every sample kept; one the student gives to another class with at
-    # least `bar` of probability (the median among those it does not put on top) trains as that class
-    names = cfg.class_names()
+    # the same with a lower bar (the median among those it does not put on top), so that some move
     bar = float(np.median([max(p) for p, lab in zip(probs, judged["label"]) if not _on_top(p, lab)]))
     moved = load_config(done_run[0], ["filter.refine_rule=contradict", "filter.refine_relabel=true",
                                       f"filter.refine_min_contradiction={bar}"])
@@ -276,7 +296,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     # web sample re-scored by the student that did not learn from it
     from omni.filter import crossfit_fold
 
-    cross = load_config(done_run[0], ["filter.refine_crossfit=true"])
+    cross = load_config(done_run[0], top1_rule + ["filter.refine_crossfit=true"])
     redone = {u for u, r in _run_all(cross).items() if not r.cached}
     assert redone == {"train/first_round", "evaluate/first_round", "train/omnisource", "evaluate/omnisource"}
     fr = cfg.workdir / "train" / "first_round"
