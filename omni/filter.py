@@ -54,11 +54,7 @@ def filter_scores(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[st
     (a ranking, robust to a badly calibrated teacher)."""
     labels = scores["label"].to_numpy().astype(int)
     qp = scores["teacher_score"].to_numpy()
-    if "query_rank" in scores.columns:
-        rank = scores["query_rank"].to_numpy().astype(int)
-    else:
-        probs = np.stack(scores["teacher_probs"].to_numpy()) if len(scores) else np.zeros((0, len(class_names)))
-        rank = (probs > qp[:, None]).sum(axis=1) if len(scores) else np.zeros(0, int)  # 0: the top class
+    rank = _query_rank(scores)  # 0: the query class is the top class
     frac = (scores.groupby(["source", "label"])["teacher_score"].rank(method="first", ascending=False, pct=True)
             .to_numpy() if len(scores) else np.zeros(0))
     relative = np.zeros(len(scores))
@@ -97,10 +93,14 @@ def _top_score(scores: pd.DataFrame) -> np.ndarray:
 
 
 def _query_rank(scores: pd.DataFrame) -> np.ndarray:
+    """Per sample, how many classes score above the query class (``read_scores``'s column, or
+    from the probability vectors)."""
     if "query_rank" in scores.columns:
         return scores["query_rank"].to_numpy().astype(int)
-    qp = scores["teacher_score"].to_numpy()
-    return np.array([int((np.asarray(p) > q).sum()) for p, q in zip(scores["teacher_probs"], qp)], dtype=int)
+    if not len(scores):
+        return np.zeros(0, int)
+    probs = np.stack(scores["teacher_probs"].to_numpy())
+    return (probs > scores["teacher_score"].to_numpy()[:, None]).sum(axis=1)
 
 
 def contradicted(scores: pd.DataFrame, min_prob: float) -> np.ndarray:
