@@ -15,7 +15,9 @@ Variants (``--variants``, comma-separated):
 - ``top1_relabel``: the same, and a dropped sample the student gives to another class with at least
   ``refine_min_contradiction`` (0.7) of probability is kept with that class as its label;
 - ``contradict``: every sample kept but those confident contradictions;
-- ``contradict_relabel``: every sample kept, the confident contradictions relabeled.
+- ``contradict_relabel``: every sample kept, the confident contradictions relabeled;
+- ``video_top1``: ``contradict_relabel`` for images and windows, ``top1_relabel`` for web videos;
+- ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples).
 
     python benchmarks/second_round_variants.py /tmp/cache:c8_t8_n60-s2 --variants top1,contradict_relabel
 """
@@ -36,7 +38,11 @@ sys.path.insert(0, str(ROOT))
 SOURCES = ("web_images", "web_videos", "untrimmed")
 VARIANTS = {"top1": {}, "top1_relabel": {"refine_relabel": True},
             "contradict": {"refine_rule": "contradict"},
-            "contradict_relabel": {"refine_rule": "contradict", "refine_relabel": True}}
+            "contradict_relabel": {"refine_rule": "contradict", "refine_relabel": True},
+            "video_top1_rel05": {"refine_rule": "contradict", "refine_relabel": True,
+                                 "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
+            "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}}}
+KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
 
 
 def score_once(wd: Path, web: pd.DataFrame, out: Path) -> pd.DataFrame:
@@ -56,7 +62,6 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     from omni.evaluate import evaluate_model
     from omni.filter import second_round
     from omni.manifest import TRAIN_COLUMNS
-    from omni.stages import second_round_rule
     from omni.train import RunOptions, train_student
 
     wd, world = cache / "work" / run, cache / "worlds" / run
@@ -73,12 +78,14 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     truth = np.array(true_classes(world, usable.set_index("sample_id").loc[scores["sample_id"]].reset_index()))
     query = np.array([names[i] for i in scores["label"]])
     rows = []
+    if not variants:  # --variants "" : score only (for benchmarks/second_round_rules.py-style analysis)
+        return rows
     for v in variants:
         if (run, v) in done:
             continue
-        fcfg = FilterConfig(**VARIANTS[v])
-        rule = None if fcfg.refine_rule == "contradict" else second_round_rule(fcfg, "top1", 0.0)
-        sel = second_round(scores, fcfg, rule, names)
+        spec = dict(VARIANTS[v])
+        min_relative = spec.pop("min_relative", 0.0)
+        sel = second_round(scores, FilterConfig(**spec), names, min_relative=min_relative, kinds=KINDS)
         kept = (sel["filter_status"] == "kept").to_numpy()
         label = sel["filter_label"].to_numpy().astype(int)
         trains_as = np.array([names[i] for i in label])
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    variants = args.variants.split(",")
+    variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")

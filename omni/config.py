@@ -138,6 +138,9 @@ class FilterConfig(_Strict):
         "class is its query (the authors' rule, with a scorer that has learned from the web data); ``same``: this "
         "section's own rule; ``contradict``: keeps every sample but those the student confidently gives to another "
         "class (top class not the query, with at least refine_min_contradiction of probability)")
+    refine_kind_rules: dict[Literal["image", "video", "untrimmed"], Literal["top1", "same", "contradict"]] = Field(
+        default_factory=dict, description="refine_rule per kind of source where it differs (e.g. ``{video: "
+        "top1}``: the web videos under the top-1 rule, images and windows under refine_rule)")
     refine_min_contradiction: float = Field(0.7, ge=0, le=1, description="the probability at which the first-round "
                                             "student's top class, when it is not the query, contradicts the crawl's "
                                             "label (refine_rule contradict, refine_relabel)")

@@ -109,13 +109,46 @@ def contradicted(scores: pd.DataFrame, min_prob: float) -> np.ndarray:
     return (_query_rank(scores) > 0) & (_top_score(scores) >= min_prob)
 
 
-def second_round(scores: pd.DataFrame, fcfg: FilterConfig, rule: FilterConfig | None, class_names: list[str], *,
-                 min_relative: float = 0.0) -> pd.DataFrame:
-    """The second round's verdict on the first-round student's ``scores``: ``filter_scores``
-    with ``rule`` (the top-1 rule, or the filter's own), or with ``fcfg.refine_rule ==
-    "contradict"`` (``rule`` None) every sample kept but the confident contradictions. With
-    ``fcfg.refine_relabel`` a confident contradiction is kept with the student's class as its
-    training label (``filter_label``; the query's class for every other sample)."""
+def second_round_rule(fcfg: FilterConfig, refine_rule: str, refine_min_score: float) -> FilterConfig | None:
+    """The rule the second round selects with: the authors' top-1 rule (``top1``; with
+    ``refine_min_score``, also that probability of the query class), the filter's own rule
+    (``same``), or None for ``contradict`` (every sample but the confident contradictions). The
+    first-round student has learned from hundreds of web samples, so its top class is a far better
+    judge than the teacher's (see the README's Performance section)."""
+    if refine_rule == "contradict":
+        return None
+    if refine_rule == "same":
+        return fcfg
+    return fcfg.model_copy(update={"require_top1": True, "top_k": 1, "min_score": refine_min_score,
+                                   "keep_fraction": None})
+
+
+def second_round(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str], *, min_score: float = 0.0,
+                 min_relative: float = 0.0, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """The second round's verdict on the first-round student's ``scores``, per source with the rule
+    ``fcfg.refine_kind_rules`` names for its kind (``kinds``: source name -> image / video /
+    untrimmed; without it a source's name is its kind), else ``fcfg.refine_rule``: ``filter_scores`` with
+    the top-1 rule (``min_score``, ``min_relative``) or the filter's own, or for ``contradict``
+    every sample kept but the confident contradictions. With ``fcfg.refine_relabel`` a confident
+    contradiction is kept with the student's class as its training label (``filter_label``; the
+    query's class for every other sample)."""
+    src = scores["source"].to_numpy() if len(scores) else np.zeros(0, object)
+    kinds = kinds or {}
+    names = np.array([fcfg.refine_kind_rules.get(kinds.get(s, s), fcfg.refine_rule) for s in src], dtype=object)
+    if len(set(names)) <= 1:
+        rule = second_round_rule(fcfg, names[0] if len(names) else fcfg.refine_rule, min_score)
+        return _second_round_one(scores, fcfg, rule, class_names, min_relative)
+    parts = []
+    for name in sorted(set(names)):
+        at = np.flatnonzero(names == name)
+        part = _second_round_one(scores.iloc[at].reset_index(drop=True), fcfg,
+                                 second_round_rule(fcfg, name, min_score), class_names, min_relative)
+        parts.append(part.set_axis(at))
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def _second_round_one(scores: pd.DataFrame, fcfg: FilterConfig, rule: FilterConfig | None,
+                      class_names: list[str], min_relative: float) -> pd.DataFrame:
     conf = contradicted(scores, fcfg.refine_min_contradiction)
     labels = scores["label"].to_numpy().astype(int)
     top = scores["teacher_label"].to_numpy().astype(int)

@@ -69,8 +69,8 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
                                      "max_windows_per_video"})
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
-_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_min_score", "refine_min_relative",
-                                 "refine_crossfit", "refine_min_contradiction", "refine_relabel"})
+_REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_kind_rules", "refine_min_score",
+                                 "refine_min_relative", "refine_crossfit", "refine_min_contradiction", "refine_relabel"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -205,7 +205,11 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                 out["refine_crossfit"] = True
             if cfg.filter.refine_relabel:
                 out["refine_relabel"] = True
-            if cfg.filter.refine_relabel or cfg.filter.refine_rule == "contradict":
+            rules = {cfg.filter.refine_rule, *cfg.filter.refine_kind_rules.values()}
+            if cfg.filter.refine_kind_rules:  # (absent when empty: the keys of runs before it stay valid)
+                out["refine_kind_rules"] = dict(sorted(cfg.filter.refine_kind_rules.items()))
+                out["source_kinds"] = {s.name: s.kind for s in cfg.sources}
+            if cfg.filter.refine_relabel or "contradict" in rules:
                 out["refine_min_contradiction"] = cfg.filter.refine_min_contradiction
             return out
         if part == "first_round" and cfg.filter.refine_crossfit:
@@ -743,21 +747,10 @@ def _manifest(u: Unit) -> dict:
     return _write_manifest(u, items, web, scores, filtered, target)
 
 
-def second_round_rule(fcfg, refine_rule: str, refine_min_score: float):
-    """The rule the second round selects with: the authors' top-1 rule (``top1``; with
-    ``refine_min_score``, also that probability of the query class), or the filter's own rule
-    (``same``). The first-round student has learned from hundreds of web samples, so its
-    top class is a far better judge than the teacher's (see the README's Performance section)."""
-    if refine_rule == "same":
-        return fcfg
-    return fcfg.model_copy(update={"require_top1": True, "top_k": 1, "min_score": refine_min_score,
-                                   "keep_fraction": None})
-
-
 def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
     """The second round's selection: the first-round student scores every extracted web sample
     (the score stage's sharded, resumable scoring, with the student as teacher), the rule
-    ``second_round_rule`` gives selects again, and the manifest is rebuilt from those scores
+    ``omni.filter.second_round`` gives selects again, and the manifest is rebuilt from those scores
     (``train/omnisource/web_items.parquet``, ``train.parquet``, ``scores.parquet``); ingest,
     duplicate and leak verdicts are unchanged."""
     from .config import FilterConfig
@@ -804,11 +797,11 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         scores = read_scores(u.dir / "scores.parquet")
         fcfg = FilterConfig(**u.settings["filter"], refine_rule=u.settings["refine_rule"],
                             refine_relabel=u.settings.get("refine_relabel", False),
-                            refine_min_contradiction=u.settings.get("refine_min_contradiction", 0.7))
-        rule = (None if fcfg.refine_rule == "contradict" else
-                second_round_rule(fcfg, fcfg.refine_rule, u.settings["refine_min_score"]))
-        filtered = second_round(scores, fcfg, rule, u.settings["classes"],
-                                min_relative=u.settings["refine_min_relative"])
+                            refine_min_contradiction=u.settings.get("refine_min_contradiction", 0.7),
+                            refine_kind_rules=u.settings.get("refine_kind_rules", {}))
+        filtered = second_round(scores, fcfg, u.settings["classes"], min_score=u.settings["refine_min_score"],
+                                min_relative=u.settings["refine_min_relative"],
+                                kinds=u.settings.get("source_kinds"))
         _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"]), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")

@@ -43,6 +43,7 @@ READERS = {
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
     "filter.refine": ["train/omnisource"],  # off: no first-round student; omnisource learns from round 1
     "filter.refine_rule": ["train/omnisource"],  # the second round's rule
+    "filter.refine_kind_rules": ["train/omnisource"],  # its rule for one kind of source
     "filter.refine_min_score": ["train/omnisource"],  # the second round's threshold
     "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
     "filter.refine_crossfit": ["train/first_round", "train/omnisource"],  # two first-round students
@@ -142,7 +143,7 @@ def _candidates(value, annotation):
     elif isinstance(value, list):
         out += [["/tmp"], value + ["x"], []]
     elif isinstance(value, dict):
-        out += [{**value, "GPU": 1.0}, {}]
+        out += [{**value, "GPU": 1.0}, {}, {"video": "top1"}]
     elif value is None:
         out += [True, 3, 0.5, 7, 64, 2.5, "/tmp/w.pt", ["/tmp"], "x"]
     return [v for v in out if v != value or type(v) is not type(value)]

@@ -67,7 +67,6 @@ def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tm
 
 def test_second_round_contradict_drops_only_confident_contradictions_and_relabel_keeps_them(tmp_path):
     from omni.filter import read_scores, second_round
-    from omni.stages import second_round_rule
 
     s = _scores([("agree", 0, [0.5, 0.3, 0.2]),      # the query on top
                  ("unsure", 0, [0.2, 0.45, 0.35]),   # another class on top, but at 0.45
@@ -75,23 +74,50 @@ def test_second_round_contradict_drops_only_confident_contradictions_and_relabel
                  ("edge", 2, [0.7, 0.0, 0.3])])      # run at exactly the bar
     keep = {"agree": "kept", "unsure": "kept", "other": "filtered", "edge": "filtered"}
     for scores in (s, _light(s, tmp_path, read_scores)):
-        out = second_round(scores, FilterConfig(refine_rule="contradict", refine_relabel=False), None,
-                           NAMES).set_index("sample_id")
+        out = second_round(scores, FilterConfig(refine_rule="contradict", refine_relabel=False), NAMES).set_index("sample_id")
         assert out["filter_status"].to_dict() == keep
         assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 0, "edge": 2}
         assert out.loc["other", "filter_reason"] == "the first-round student predicts jump (p=0.80; query class p=0.10)"
         # relabel (the default): a confident contradiction trains as the student's class; nothing else moves
         fc = FilterConfig()
-        out = second_round(scores, fc, None, NAMES).set_index("sample_id")
+        out = second_round(scores, fc, NAMES).set_index("sample_id")
         assert (out["filter_status"] == "kept").all()
         assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 1, "edge": 0}
         assert out.loc["other", "filter_reason"].startswith("relabeled jump: the first-round student's top class")
         # with the top-1 rule, a sample the student is unsure of stays dropped, not relabeled
         fc = FilterConfig(refine_rule="top1", refine_relabel=True, refine_min_contradiction=0.75)
-        out = second_round(scores, fc, second_round_rule(fc, "top1", 0.0), NAMES).set_index("sample_id")
+        out = second_round(scores, fc, NAMES).set_index("sample_id")
         assert out["filter_status"].to_dict() == {"agree": "kept", "unsure": "filtered", "other": "kept",
                                                   "edge": "filtered"}
         assert out["filter_label"].to_dict() == {"agree": 0, "unsure": 0, "other": 1, "edge": 2}
+
+
+def test_second_round_rule_per_kind_of_source_applies_only_to_that_kind(tmp_path):
+    """refine_kind_rules: the web videos under the top-1 rule (and its relative bar), the images
+    under the default (every sample but the confident contradictions), rows in the input's order."""
+    from omni.filter import read_scores, second_round
+
+    rows = [("agree", 0, [0.5, 0.3, 0.2]), ("unsure", 0, [0.2, 0.45, 0.35]), ("other", 0, [0.1, 0.8, 0.1]),
+            ("weak", 0, [0.34, 0.33, 0.33])]
+    s = pd.concat([_scores([(f"v_{i}", q, p) for i, q, p in rows], source="clips"),
+                   _scores([(f"i_{i}", q, p) for i, q, p in rows], source="stills")], ignore_index=True)
+    s = s.iloc[[0, 4, 1, 5, 2, 6, 3, 7]].reset_index(drop=True)  # the two sources interleaved
+    kinds = {"clips": "video", "stills": "image"}
+    fc = FilterConfig(refine_kind_rules={"video": "top1"})
+    for scores in (s, _light(s, tmp_path, read_scores)):
+        out = second_round(scores, fc, NAMES, kinds=kinds)
+        assert out["sample_id"].tolist() == s["sample_id"].tolist()
+        got = out.set_index("sample_id")
+        assert got["filter_status"].to_dict() == {
+            "v_agree": "kept", "v_unsure": "filtered", "v_other": "kept", "v_weak": "kept",
+            "i_agree": "kept", "i_unsure": "kept", "i_other": "kept", "i_weak": "kept"}
+        assert got.loc["v_other", "filter_label"] == 1 and got.loc["i_other", "filter_label"] == 1
+        # the relative bar (its median over the web videos' top-1 samples: 0.42) drops the weak video only
+        got = second_round(scores, fc, NAMES, kinds=kinds, min_relative=0.9).set_index("sample_id")
+        assert got.loc["v_weak", "filter_status"] == "filtered" and got.loc["v_agree", "filter_status"] == "kept"
+        assert got.loc["i_weak", "filter_status"] == "kept"
+        # without the kinds map a source's name is its kind: no source is named "video", so one rule for all
+        assert (second_round(scores, fc, NAMES)["filter_status"] == "kept").all()
 
 
 def _light(s, tmp_path, read_scores):
