@@ -193,15 +193,28 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     judged = web[web["status"].isin(["kept", "filtered"])]
     probs = scores.set_index("sample_id").loc[judged["sample_id"], "teacher_probs"]
     # the default: every sample kept, and one whose top class by the student is another class,
-    # with at least refine_min_contradiction of probability, trains as that class
-    bar = cfg.filter.refine_min_contradiction
-    assert (judged["status"] == "kept").all()
-    expect = [q if _on_top(p, lab) or max(p) < bar else names[int(np.argmax(p))]
-              for p, lab, q in zip(probs, judged["label"], judged["query"])]
-    assert judged["train_label"].tolist() == expect
+    # with at least refine_min_contradiction of probability, trains as that class; a kind of
+    # source under the top-1 rule (refine_kind_rules) keeps the samples whose top class is their
+    # query with at least refine_min_relative x its source's median query probability among those
+    bar, fc = cfg.filter.refine_min_contradiction, cfg.filter
+    kind = judged["source"].map({s.name: s.kind for s in cfg.sources})
+    strict = (kind.map(lambda k: fc.refine_kind_rules.get(k, fc.refine_rule)) == "top1").to_numpy()
+    on_top = np.array([_on_top(p, lab) for p, lab in zip(probs, judged["label"])])
+    qp = pd.Series([p[lab] for p, lab in zip(probs, judged["label"])], index=judged.index)
+    median = qp[on_top].groupby(judged.loc[on_top, "source"]).median()
+    passes = on_top & (qp >= fc.refine_min_relative * judged["source"].map(median)).to_numpy()
+    confident = np.array([not t and max(p) >= bar for p, t in zip(probs, on_top)])
+    assert (judged["status"] == "kept").tolist() == list(~strict | passes | confident)
+    kept = (judged["status"] == "kept").to_numpy()
+    expect = [q if not c else names[int(np.argmax(p))] for p, q, c in zip(probs, judged["query"], confident)]
+    assert judged.loc[kept, "train_label"].tolist() == [e for e, k in zip(expect, kept) if k]
+    if fc.refine_kind_rules:
+        assert 0 < (strict & ~kept).sum() and (~strict & kept).sum() == (~strict).sum()
     train = pd.read_parquet(d / "train.parquet")
     by_id = train.set_index("sample_id")
-    assert [names[i] for i in by_id.loc[judged["sample_id"], "label"]] == expect
+    assert [names[i] for i in by_id.loc[judged.loc[kept, "sample_id"], "label"]] == \
+        judged.loc[kept, "train_label"].tolist()
+    assert set(by_id.index[by_id["source"] != "target"]) == set(judged.loc[kept, "sample_id"])
     summary = json.loads((d / "summary.json").read_text())
     assert summary["selection"]["train_samples"] == len(train)
     for run in ("first_round", "omnisource"):
