@@ -17,7 +17,10 @@ Variants (``--variants``, comma-separated):
 - ``contradict``: every sample kept but those confident contradictions;
 - ``contradict_relabel``: every sample kept, the confident contradictions relabeled;
 - ``video_top1``: ``contradict_relabel`` for images and windows, ``top1_relabel`` for web videos;
-- ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples).
+- ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples),
+  omni's default since;
+- ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
+  world-seeds where it did not run).
 
     python benchmarks/second_round_variants.py /tmp/cache:c8_t8_n60-s2 --variants top1,contradict_relabel
 """
@@ -41,7 +44,8 @@ VARIANTS = {"top1": {}, "top1_relabel": {"refine_relabel": True},
             "contradict_relabel": {"refine_rule": "contradict", "refine_relabel": True},
             "video_top1_rel05": {"refine_rule": "contradict", "refine_relabel": True,
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
-            "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}}}
+            "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},
+            "unfiltered": None}
 KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
 
 
@@ -83,9 +87,12 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     for v in variants:
         if (run, v) in done:
             continue
-        spec = dict(VARIANTS[v])
-        min_relative = spec.pop("min_relative", 0.0)
-        sel = second_round(scores, FilterConfig(**spec), names, min_relative=min_relative, kinds=KINDS)
+        if VARIANTS[v] is None:  # every usable sample under its query's class
+            sel = pd.DataFrame({"filter_status": "kept", "filter_label": scores["label"].to_numpy()})
+        else:
+            spec = dict(VARIANTS[v])
+            min_relative = spec.pop("min_relative", 0.0)
+            sel = second_round(scores, FilterConfig(**spec), names, min_relative=min_relative, kinds=KINDS)
         kept = (sel["filter_status"] == "kept").to_numpy()
         label = sel["filter_label"].to_numpy().astype(int)
         trains_as = np.array([names[i] for i in label])
