@@ -271,7 +271,8 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert 0 < kept.sum() < is_top1.sum()
     assert judged.loc[is_top1 & ~kept, "reason"].str.contains("x this source's median").all()
 
-    same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same", "filter.refine_relabel=false"])
+    same = load_config(done_run[0], ["filter.refine=true", "filter.refine_rule=same", "filter.refine_relabel=false",
+                                     "filter.refine_kind_rules={}"])  # the same rule for every source
     redone = {u for u, r in _run_all(same).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     web = pd.read_parquet(d / "web_items.parquet")
@@ -283,7 +284,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     # the same with a lower bar (the median among those it does not put on top), so that some move
     bar = float(np.median([max(p) for p, lab in zip(probs, judged["label"]) if not _on_top(p, lab)]))
     moved = load_config(done_run[0], ["filter.refine_rule=contradict", "filter.refine_relabel=true",
-                                      f"filter.refine_min_contradiction={bar}"])
+                                      f"filter.refine_min_contradiction={bar}", "filter.refine_kind_rules={}"])
     redone = {u for u, r in _run_all(moved).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     web = pd.read_parquet(d / "web_items.parquet")
