@@ -39,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SOURCES = ("web_images", "web_videos", "untrimmed")
-VARIANTS = {"top1": {}, "top1_relabel": {"refine_relabel": True},
-            "contradict": {"refine_rule": "contradict"},
-            "contradict_relabel": {"refine_rule": "contradict", "refine_relabel": True},
+_ALL = {"refine_kind_rules": {}}  # every field a variant's rule reads is set (not omni's current defaults)
+VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
+            "top1_relabel": {**_ALL, "refine_rule": "top1", "refine_relabel": True},
+            "contradict": {**_ALL, "refine_rule": "contradict", "refine_relabel": False},
+            "contradict_relabel": {**_ALL, "refine_rule": "contradict", "refine_relabel": True},
             "video_top1_rel05": {"refine_rule": "contradict", "refine_relabel": True,
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
             "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},

@@ -128,7 +128,7 @@ def second_round(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str
     """The second round's verdict on the first-round student's ``scores``, per source with the rule
     ``fcfg.refine_kind_rules`` names for its kind (``kinds``: source name -> image / video /
     untrimmed; without it a source's name is its kind), else ``fcfg.refine_rule``: ``filter_scores`` with
-    the top-1 rule (``min_score``, ``min_relative``) or the filter's own, or for ``contradict``
+    the top-1 rule (``min_score``, and ``min_relative`` for it alone) or the filter's own, or for ``contradict``
     every sample kept but the confident contradictions. With ``fcfg.refine_relabel`` a confident
     contradiction is kept with the student's class as its training label (``filter_label``; the
     query's class for every other sample)."""
@@ -136,13 +136,15 @@ def second_round(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str
     kinds = kinds or {}
     names = np.array([fcfg.refine_kind_rules.get(kinds.get(s, s), fcfg.refine_rule) for s in src], dtype=object)
     if len(set(names)) <= 1:
-        rule = second_round_rule(fcfg, names[0] if len(names) else fcfg.refine_rule, min_score)
-        return _second_round_one(scores, fcfg, rule, class_names, min_relative)
+        name = names[0] if len(names) else fcfg.refine_rule
+        return _second_round_one(scores, fcfg, second_round_rule(fcfg, name, min_score), class_names,
+                                 min_relative if name == "top1" else 0.0)
     parts = []
     for name in sorted(set(names)):
         at = np.flatnonzero(names == name)
         part = _second_round_one(scores.iloc[at].reset_index(drop=True), fcfg,
-                                 second_round_rule(fcfg, name, min_score), class_names, min_relative)
+                                 second_round_rule(fcfg, name, min_score), class_names,
+                                 min_relative if name == "top1" else 0.0)  # the bar is the top-1 rule's
         parts.append(part.set_axis(at))
     return pd.concat(parts).sort_index().reset_index(drop=True)
 

@@ -802,7 +802,7 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         filtered = second_round(scores, fcfg, u.settings["classes"], min_score=u.settings["refine_min_score"],
                                 min_relative=u.settings["refine_min_relative"],
                                 kinds=u.settings.get("source_kinds"))
-        _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"]), filtered, target)
+        _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"], errors="ignore"), filtered, target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")
     return train, {"scored": info["scored"], "train_samples": len(train)}

@@ -118,6 +118,10 @@ def test_second_round_rule_per_kind_of_source_applies_only_to_that_kind(tmp_path
         assert got.loc["i_weak", "filter_status"] == "kept"
         # without the kinds map a source's name is its kind: no source is named "video", so one rule for all
         assert (second_round(scores, fc, NAMES)["filter_status"] == "kept").all()
+        # the relative bar is the top-1 rule's: the filter's own rule (``same``) ignores it
+        same = FilterConfig(refine_rule="same", refine_kind_rules={}, refine_relabel=False, keep_fraction=0.8)
+        pd.testing.assert_frame_equal(second_round(scores, same, NAMES, min_relative=0.9).drop(columns="filter_label"),
+                                      filter_scores(scores, same, NAMES))
 
 
 def _light(s, tmp_path, read_scores):
