@@ -135,17 +135,14 @@ def second_round(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str
     src = scores["source"].to_numpy() if len(scores) else np.zeros(0, object)
     kinds = kinds or {}
     names = np.array([fcfg.refine_kind_rules.get(kinds.get(s, s), fcfg.refine_rule) for s in src], dtype=object)
-    if len(set(names)) <= 1:
-        name = names[0] if len(names) else fcfg.refine_rule
-        return _second_round_one(scores, fcfg, second_round_rule(fcfg, name, min_score), class_names,
+    def under(name: str, part: pd.DataFrame) -> pd.DataFrame:  # the relative bar is the top-1 rule's
+        return _second_round_one(part, fcfg, second_round_rule(fcfg, name, min_score), class_names,
                                  min_relative if name == "top1" else 0.0)
-    parts = []
-    for name in sorted(set(names)):
-        at = np.flatnonzero(names == name)
-        part = _second_round_one(scores.iloc[at].reset_index(drop=True), fcfg,
-                                 second_round_rule(fcfg, name, min_score), class_names,
-                                 min_relative if name == "top1" else 0.0)  # the bar is the top-1 rule's
-        parts.append(part.set_axis(at))
+
+    if len(set(names)) <= 1:
+        return under(names[0] if len(names) else fcfg.refine_rule, scores)
+    parts = [under(name, scores.iloc[at].reset_index(drop=True)).set_axis(at)
+             for name in sorted(set(names)) for at in [np.flatnonzero(names == name)]]
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 

@@ -70,7 +70,8 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
 _REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_kind_rules", "refine_min_score",
-                                 "refine_min_relative", "refine_crossfit", "refine_min_contradiction", "refine_relabel"})
+                                 "refine_min_relative", "refine_crossfit", "refine_min_contradiction",
+                                 "refine_relabel"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -802,7 +803,8 @@ def _refine_selection(u: Unit) -> tuple[pd.DataFrame, dict]:
         filtered = second_round(scores, fcfg, u.settings["classes"], min_score=u.settings["refine_min_score"],
                                 min_relative=u.settings["refine_min_relative"],
                                 kinds=u.settings.get("source_kinds"))
-        _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"], errors="ignore"), filtered, target)
+        _write_manifest(u, items, web, scores.drop(columns=["query_rank", "top_score"], errors="ignore"), filtered,
+                        target)
     u.ranks.barrier()
     train = pd.read_parquet(u.dir / "train.parquet")
     return train, {"scored": info["scored"], "train_samples": len(train)}
