@@ -19,6 +19,7 @@ Variants (``--variants``, comma-separated):
 - ``video_top1``: ``contradict_relabel`` for images and windows, ``top1_relabel`` for web videos;
 - ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples),
   omni's default since;
+- ``video_top1_rel06``: the same with a bar of 0.6;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 
@@ -46,6 +47,8 @@ VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
             "contradict_relabel": {**_ALL, "refine_rule": "contradict", "refine_relabel": True},
             "video_top1_rel05": {"refine_rule": "contradict", "refine_relabel": True,
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
+            "video_top1_rel06": {"refine_rule": "contradict", "refine_relabel": True,
+                                 "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6},
             "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},
             "unfiltered": None}
 KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
