@@ -18,8 +18,8 @@ Variants (``--variants``, comma-separated):
 - ``contradict_relabel``: every sample kept, the confident contradictions relabeled;
 - ``video_top1``: ``contradict_relabel`` for images and windows, ``top1_relabel`` for web videos;
 - ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples),
-  omni's default since;
-- ``video_top1_rel06``: the same with a bar of 0.6;
+  omni's default on 2026-11-27;
+- ``video_top1_rel06``: the same with a bar of 0.6, omni's default since;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 
