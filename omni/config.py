@@ -124,7 +124,8 @@ class FilterConfig(_Strict):
     source beat the top-1 rule for every source (mean 90.5% against 86.6%), and holding the web
     videos to top-1 with the bar kept that (ten world-seeds, bar 0.5: 89.7% against 88.5%; bar
     0.6: 90.6%; twelve world-seeds: 89.1% with bar 0.6, 88.3% with 0.5, 87.0% unfiltered) while
-    raising the web videos' precision from 0.65 to 0.91 (recall 0.81). It costs one more student training."""
+    raising the web videos' precision from 0.65 to 0.91 (recall 0.81). It costs one more
+    student training."""
 
     min_score: float = Field(0.0, ge=0, le=1)
     require_top1: bool = False
