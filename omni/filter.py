@@ -141,8 +141,10 @@ def second_round(scores: pd.DataFrame, fcfg: FilterConfig, class_names: list[str
 
     if len(set(names)) <= 1:
         return under(names[0] if len(names) else fcfg.refine_rule, scores)
-    parts = [under(name, scores.iloc[at].reset_index(drop=True)).set_axis(at)
-             for name in sorted(set(names)) for at in [np.flatnonzero(names == name)]]
+    parts = []
+    for name in sorted(set(names)):
+        at = np.flatnonzero(names == name)
+        parts.append(under(name, scores.iloc[at].reset_index(drop=True)).set_axis(at))
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
