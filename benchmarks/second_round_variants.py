@@ -20,6 +20,9 @@ Variants (``--variants``, comma-separated):
 - ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples),
   omni's default on 2026-11-27;
 - ``video_top1_rel06``: the same with a bar of 0.6, omni's default since;
+- ``video_top1_rel06_soft03`` / ``_soft05``: the 0.6 bar's selection, each web sample learning from
+  0.7 / 0.5 x its label + 0.3 / 0.5 x the first-round student's probabilities
+  (``train.soft_target_weight``);
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 
@@ -49,6 +52,10 @@ VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
             "video_top1_rel06": {"refine_rule": "contradict", "refine_relabel": True,
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6},
+            "video_top1_rel06_soft03": {"refine_rule": "contradict", "refine_relabel": True,
+                                        "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.3},
+            "video_top1_rel06_soft05": {"refine_rule": "contradict", "refine_relabel": True,
+                                        "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.5},
             "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},
             "unfiltered": None}
 KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
@@ -92,11 +99,13 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     for v in variants:
         if (run, v) in done:
             continue
+        soft = 0.0
         if VARIANTS[v] is None:  # every usable sample under its query's class
             sel = pd.DataFrame({"filter_status": "kept", "filter_label": scores["label"].to_numpy()})
         else:
             spec = dict(VARIANTS[v])
             min_relative = spec.pop("min_relative", 0.0)
+            soft = spec.pop("soft", 0.0)
             sel = second_round(scores, FilterConfig(**spec), names, min_relative=min_relative, kinds=KINDS)
         kept = (sel["filter_status"] == "kept").to_numpy()
         label = sel["filter_label"].to_numpy().astype(int)
@@ -113,11 +122,13 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
                       if (moved & m).any() else None}
         lab = dict(zip(scores["sample_id"], label))
         chosen = web[web["sample_id"].isin(set(scores["sample_id"][kept]))]
-        chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy())
-        train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS]], ignore_index=True)
+        chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy(),
+                               judge_probs=chosen["sample_id"].map(dict(zip(scores["sample_id"], scores["teacher_probs"]))))
+        train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS + ["judge_probs"]]],
+                          ignore_index=True)
         t0 = time.time()
         model_dir = scratch / "models" / v
-        train_student(train, TrainConfig(seed=seed, threads=1, amp=False), names, wd, model_dir,
+        train_student(train, TrainConfig(seed=seed, threads=1, amp=False, soft_target_weight=soft), names, wd, model_dir,
                       f"second_round_variants:{run}:{v}", run=RunOptions(device="cpu"))
         m = evaluate_model(model_dir / "model.pt", target[target["split"] == "val"], wd, num_clips=2, amp=False,
                            device="cpu")

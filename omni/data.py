@@ -126,8 +126,13 @@ class ClipDataset(Dataset):
 
     def __init__(self, samples: pd.DataFrame, root: Path, *, num_frames: int, size: int, train: bool,
                  pseudo_clip: str = "warp", warp_strength: float = 0.08, seed: int = 0,
-                 image_frames: int | None = None, group_by_item: bool = True):
-        """``samples`` rows address frames by ``shard`` relative to ``root`` (the workdir)."""
+                 image_frames: int | None = None, group_by_item: bool = True, soft_weight: float = 0.0):
+        """``samples`` rows address frames by ``shard`` relative to ``root`` (the workdir).
+
+        With ``soft_weight`` > 0 and a ``judge_probs`` column (a probability vector over the
+        classes, or missing), a sample's training target is ``(1 - soft_weight) x`` its label's
+        one-hot vector ``+ soft_weight x`` its judge's probabilities (a float vector; the plain
+        label where the row has none)."""
         self.store = FrameStore(root)
         self.rows = samples.reset_index(drop=True)
         key = self.rows["item_id"] if group_by_item else self.rows["sample_id"]
@@ -140,6 +145,9 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self._calls = 0
         self._cols = {c: self.rows[c].to_numpy() for c in ("shard", "offset", "t", "h", "w")}
+        self.soft_weight = soft_weight if soft_weight > 0 and "judge_probs" in self.rows.columns else 0.0
+        self.judge = ([None if not isinstance(p, (list, np.ndarray)) else np.asarray(p, np.float32)
+                       for p in self.rows["judge_probs"]] if self.soft_weight else None)
 
     @classmethod
     def for_model(cls, samples: pd.DataFrame, root: Path, m, *, train: bool, **options) -> "ClipDataset":
@@ -165,11 +173,16 @@ class ClipDataset(Dataset):
     def load(self, idx: int, rng: np.random.Generator, t_offset: float = 0.5, position: float = 0.5
              ) -> torch.Tensor:
         with one_thread():
-            return self._load(idx, rng, t_offset, position)
+            return self._load(idx, rng, t_offset, position)[0]
 
-    def _load(self, idx: int, rng: np.random.Generator, t_offset: float, position: float) -> torch.Tensor:
+    def _load(self, idx: int, rng: np.random.Generator, t_offset: float, position: float
+              ) -> tuple[torch.Tensor, int]:
+        """The unit's input clip and the row it came from."""
         unit = self.units[idx]
         row = int(unit[rng.integers(len(unit))]) if self.train else int(unit[0])
+        return self._load_row(row, rng, t_offset, position), row
+
+    def _load_row(self, row: int, rng: np.random.Generator, t_offset: float, position: float) -> torch.Tensor:
         frames = self.frames(row)  # a read-only view of the memory-mapped shard: nothing read yet
         if frames.shape[0] == 1:  # a still as a pseudo-clip
             still = shrink_for_input(frames, self.size)
@@ -185,7 +198,22 @@ class ClipDataset(Dataset):
         return _crop_to_input(frames[idx, y:y + ch, x:x + cw], self.size, self.train, rng)
 
     def __getitem__(self, idx: int):
-        return self.load(idx, self._rng(idx)), int(self.labels[idx])
+        if not self.soft_weight:
+            return self.load(idx, self._rng(idx)), int(self.labels[idx])
+        with one_thread():
+            x, row = self._load(idx, self._rng(idx), 0.5, 0.5)
+        return x, self.soft_target(idx, row)
+
+    def soft_target(self, idx: int, row: int) -> torch.Tensor:
+        """Unit ``idx``'s training target when its clip came from ``row``: its label's one-hot
+        vector blended with the row's judge probabilities (``soft_weight``)."""
+        probs = self.judge[row]
+        n = len(probs) if probs is not None else next(len(p) for p in self.judge if p is not None)
+        target = np.zeros(n, np.float32)
+        target[int(self.labels[idx])] = 1.0
+        if probs is not None:
+            target = (1.0 - self.soft_weight) * target + self.soft_weight * probs / max(float(probs.sum()), 1e-12)
+        return torch.from_numpy(target.astype(np.float32))
 
 
 def resampling_weights(labels: np.ndarray, power: float | None, cap_per_class: int | None) -> np.ndarray:

@@ -227,6 +227,15 @@ def _small_loss_ce(logits, y, parts: list[int], drop: float, smoothing: float, k
     return total.sum() * world_size / max(k_total, 1)
 
 
+def _same_form(ys: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Class indices and probability targets (a source trained with soft targets) in one form:
+    every part as probability vectors as soon as one part is."""
+    soft = next((y for y in ys if y.dim() == 2), None)
+    if soft is None:
+        return ys
+    return [y if y.dim() == 2 else F.one_hot(y, soft.shape[1]).to(soft.dtype) for y in ys]
+
+
 @dataclass
 class _State:
     step: int
@@ -254,7 +263,7 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
             ys.append(ya)
             parts.append(len(ya))
         x = torch.cat(xs).to(dev, non_blocking=True)
-        y = torch.cat(ys).to(dev, non_blocking=True)
+        y = torch.cat(_same_form(ys)).to(dev, non_blocking=True)
         totals = None
         drop = joint.drop_at(state.step, state.total)
         if ranks.many:  # this step's global batch sizes: each rank's loss is its share of the global means
@@ -385,11 +394,11 @@ def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, ke
     m = t.model
     target = rows[rows["source"] == "target"]
 
-    def ds(r):
+    def ds(r, soft_weight=0.0):
         return ClipDataset.for_model(r, root, m, train=True, pseudo_clip=t.pseudo_clip,
-                                     warp_strength=t.warp_strength, seed=t.seed)
+                                     warp_strength=t.warp_strength, seed=t.seed, soft_weight=soft_weight)
 
-    aux = {src: ds(g) for src, g in rows[rows["source"] != "target"].groupby("source")}
+    aux = {src: ds(g, t.soft_target_weight) for src, g in rows[rows["source"] != "target"].groupby("source")}
     # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
     aux_batch = t.aux_batch_size or max(1, -(-m.batch_size // max(1, len(aux))))
     joint = JointOptions(aux_batch_size=aux_batch, aux_loss_weight=t.aux_loss_weight,
