@@ -22,7 +22,8 @@ Variants (``--variants``, comma-separated):
 - ``video_top1_rel06``: the same with a bar of 0.6, omni's default since;
 - ``video_top1_rel06_soft03`` / ``_soft05``: the 0.6 bar's selection, each web sample learning from
   0.7 / 0.5 x its label + 0.3 / 0.5 x the first-round student's probabilities
-  (``train.soft_target_weight``);
+  (``train.soft_target_weight``); ``_soft05_iw``: the same for images and untrimmed windows only
+  (web videos, held to the top-1 rule, keep their plain label);
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 
@@ -56,6 +57,9 @@ VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
                                         "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.3},
             "video_top1_rel06_soft05": {"refine_rule": "contradict", "refine_relabel": True,
                                         "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.5},
+            "video_top1_rel06_soft05_iw": {"refine_rule": "contradict", "refine_relabel": True,
+                                           "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.5,
+                                           "soft_sources": ("web_images", "untrimmed")},
             "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},
             "unfiltered": None}
 KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
@@ -99,13 +103,14 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     for v in variants:
         if (run, v) in done:
             continue
-        soft = 0.0
+        soft, soft_sources = 0.0, SOURCES
         if VARIANTS[v] is None:  # every usable sample under its query's class
             sel = pd.DataFrame({"filter_status": "kept", "filter_label": scores["label"].to_numpy()})
         else:
             spec = dict(VARIANTS[v])
             min_relative = spec.pop("min_relative", 0.0)
             soft = spec.pop("soft", 0.0)
+            soft_sources = spec.pop("soft_sources", SOURCES)
             sel = second_round(scores, FilterConfig(**spec), names, min_relative=min_relative, kinds=KINDS)
         kept = (sel["filter_status"] == "kept").to_numpy()
         label = sel["filter_label"].to_numpy().astype(int)
@@ -123,7 +128,8 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
         lab = dict(zip(scores["sample_id"], label))
         chosen = web[web["sample_id"].isin(set(scores["sample_id"][kept]))]
         chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy(),
-                               judge_probs=chosen["sample_id"].map(dict(zip(scores["sample_id"], scores["teacher_probs"]))))
+                               judge_probs=chosen["sample_id"].map(dict(zip(scores["sample_id"], scores["teacher_probs"])))
+                               .where(chosen["source"].isin(soft_sources)))
         train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS + ["judge_probs"]]],
                           ignore_index=True)
         t0 = time.time()

@@ -185,9 +185,9 @@ class TrainConfig(_Strict):
                             "the mixed target term still sees every web clip")
     aux_drop_ramp: float = Field(0.3, ge=0, le=1, description="share of the training steps over which "
                                  "aux_drop grows from 0 to its value")
-    soft_target_weight: float = Field(0.0, ge=0, le=1, description="web samples learn from (1 - w) x their "
-                                      "label + w x the probabilities the filter's last judge gave them (the "
-                                      "second round's first-round student, else the teacher); 0: the label alone")
+    soft_target_weight: float = Field(0.0, ge=0, le=1, description="with filter.refine, the second round's "
+                                      "student learns each web sample as (1 - w) x its label + w x the "
+                                      "first-round student's probabilities for it; 0: the label alone")
     baseline: bool = True
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

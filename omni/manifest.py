@@ -67,3 +67,17 @@ def build_manifest(items: pd.DataFrame, web_samples: pd.DataFrame, scores: pd.Da
                            .astype(int).to_numpy())
     train = pd.concat([target[TRAIN_COLUMNS], kept[TRAIN_COLUMNS]], ignore_index=True)
     return rows, train
+
+
+def with_judge_probs(rows: pd.DataFrame, scores_path) -> pd.DataFrame:
+    """``rows`` (training rows) with ``judge_probs``: each web sample's probability vector from
+    ``scores_path`` (a ``scores.parquet``; read for these samples only), missing for target rows
+    and for samples it does not hold."""
+    import pyarrow.parquet as pq
+
+    ids = rows.loc[rows["source"] != "target", "sample_id"].dropna().astype(str).unique().tolist()
+    probs: dict = {}
+    if ids:
+        t = pq.read_table(scores_path, columns=["sample_id", "teacher_probs"], filters=[("sample_id", "in", ids)])
+        probs = dict(zip(t.column("sample_id").to_pylist(), t.column("teacher_probs").to_pylist()))
+    return rows.assign(judge_probs=rows["sample_id"].map(probs))

@@ -75,6 +75,9 @@ _REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_kind_rules", "
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
+# training settings only the second round's student reads (absent from other keys, and from its
+# own while off: the keys of runs before it stay valid)
+_SECOND_ROUND_ONLY_TRAIN = frozenset({"soft_target_weight"})
 
 WORKDIR_MARKER = ".omni-workdir"
 STARTED = "_started.json"
@@ -192,7 +195,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
     if stage == "manifest":
         return {"classes": names, "source_order": [s.name for s in cfg.sources]}
     if stage == "train":
-        t = _section(cfg.train, prefix="train")
+        t = _section(cfg.train, _SECOND_ROUND_ONLY_TRAIN, prefix="train")
         if part == "baseline":  # web-data knobs never retrain the baseline
             t = {k: v for k, v in t.items() if k not in _AUX_ONLY_TRAIN}
         if part == "omnisource" and cfg.filter.refine:  # re-scores with the first-round student and
@@ -212,6 +215,8 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                 out["source_kinds"] = {s.name: s.kind for s in cfg.sources}
             if cfg.filter.refine_relabel or "contradict" in rules:
                 out["refine_min_contradiction"] = cfg.filter.refine_min_contradiction
+            if cfg.train.soft_target_weight > 0:  # learns from the first-round student's probabilities too
+                out["train"] = {**t, "soft_target_weight": cfg.train.soft_target_weight}
             return out
         if part == "first_round" and cfg.filter.refine_crossfit:
             return {"classes": names, "train": t, "crossfit": True}
@@ -852,6 +857,10 @@ def _train(u: Unit) -> dict:
         return _train_crossfit(u)
     elif u.settings.get("refine"):
         rows, selection = _refine_selection(u)
+        if u.settings["train"].get("soft_target_weight", 0) > 0:
+            from .manifest import with_judge_probs
+
+            rows = with_judge_probs(rows, u.dir / "scores.parquet")
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:

@@ -52,6 +52,7 @@ READERS = {
     "filter.refine_min_contradiction": ["train/omnisource"],
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
+    "train.soft_target_weight": ["train/omnisource"],  # the second round's student's soft targets
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
     "evaluate.*": EVALS,
 }
@@ -326,3 +327,14 @@ def test_the_contradiction_bar_rekeys_the_second_round_only_where_a_rule_reads_i
         assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
     before = _keys(_cfg(top1))
     assert _keys(_cfg(_set(top1, "filter.refine_min_contradiction", 0.9))) == before
+
+
+def test_soft_targets_rekey_only_the_second_rounds_student_and_only_with_a_second_round(base):
+    """train.soft_target_weight is read by the second round's student alone: with filter.refine
+    on it redoes that student only; with it off (no first-round student to take probabilities
+    from) it changes no key."""
+    before = _keys(_cfg(base))
+    after = _keys(_cfg(_set(base, "train.soft_target_weight", 0.3)))
+    assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
+    off = _set(base, "filter.refine", False)
+    assert _keys(_cfg(_set(off, "train.soft_target_weight", 0.3))) == _keys(_cfg(off))

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from omni import stages
 from omni.config import load_config
@@ -366,6 +367,35 @@ def test_training_with_loader_worker_processes(done_run, tmp_path):
     res = fit(m, list("abcd"), ds, tmp_path / "run", "k", aux=aux, joint=JointOptions(aux_batch_size=2),
               run=RunOptions(loader_workers=1), amp=False)
     assert res["steps"] >= 1 and (tmp_path / "run" / "model.pt").exists()
+
+
+def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students_probabilities(done_run):
+    """train.soft_target_weight w: the OmniSource student learns each web sample as (1 - w) x its
+    label + w x the first-round student's probability vector for it (the second round's scores);
+    target clips keep their label. Only that student and its evaluation are redone."""
+    from omni.data import ClipDataset
+    from omni.manifest import with_judge_probs
+
+    cfg = load_config(done_run[0], ["train.soft_target_weight=0.4"])
+    redone = {u for u, r in _run_all(cfg).items() if not r.cached}
+    assert redone == {"train/omnisource", "evaluate/omnisource"}
+    d = cfg.workdir / "train" / "omnisource"
+    rows = with_judge_probs(pd.read_parquet(d / "train.parquet"), d / "scores.parquet")
+    web = (rows["source"] != "target").to_numpy()
+    assert web.any() and rows.loc[web, "judge_probs"].notna().all() and rows.loc[~web, "judge_probs"].isna().all()
+    scores = pd.read_parquet(d / "scores.parquet").set_index("sample_id")["teacher_probs"]
+    ds = ClipDataset.for_model(rows[web], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
+    for i, unit in enumerate(ds.units):
+        row = int(unit[0])
+        want = 0.4 * np.asarray(scores[ds.rows.at[row, "sample_id"]], np.float32)
+        want[ds.labels[i]] += 0.6
+        assert np.allclose(ds.soft_target(i, row).numpy(), want, atol=1e-5)
+    x, y = ds[0]
+    assert y.dtype == torch.float32 and abs(float(y.sum()) - 1) < 1e-5
+    hard = ClipDataset.for_model(rows[~web], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
+    assert isinstance(hard[0][1], int)  # no judge's probabilities: the plain label
+    assert json.loads((cfg.workdir / "eval" / "omnisource" / "metrics.json").read_text())["num_samples"] == 12
+    _run_all(load_config(done_run[0]))  # put the module's run back
 
 
 def test_a_fresh_run_of_the_same_config_reproduces_the_metrics(tmp_path, tiny_world):
