@@ -86,7 +86,7 @@ def _rows(cfg: Config, v: Variant) -> pd.DataFrame:
 def _unit_key(cfg: Config, keys, v: Variant, tcfg: TrainConfig) -> str:
     from .stages import _AUX_ONLY_TRAIN, _SECOND_ROUND_ONLY_TRAIN, _section
 
-    train = _section(tcfg, _SECOND_ROUND_ONLY_TRAIN, prefix="train")  # the ablation trains on the first round's selection
+    train = _section(tcfg, _SECOND_ROUND_ONLY_TRAIN, prefix="train")  # (the first round's selection: no soft targets)
     if v.sources == ():  # target only: the web-data settings do not matter
         train = {k: x for k, x in train.items() if k not in _AUX_ONLY_TRAIN}
     inputs = {"manifest": keys["manifest"], "extract/target": keys["extract/target"]}

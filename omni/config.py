@@ -185,9 +185,14 @@ class TrainConfig(_Strict):
                             "the mixed target term still sees every web clip")
     aux_drop_ramp: float = Field(0.3, ge=0, le=1, description="share of the training steps over which "
                                  "aux_drop grows from 0 to its value")
-    soft_target_weight: float = Field(0.0, ge=0, le=1, description="with filter.refine, the second round's "
-                                      "student learns each web sample as (1 - w) x its label + w x the "
-                                      "first-round student's probabilities for it; 0: the label alone")
+    soft_target_weight: float = Field(0.5, ge=0, le=1, description="with filter.refine, the second round's "
+                                      "student learns each web sample of soft_target_kinds as (1 - w) x its "
+                                      "label + w x the first-round student's probabilities for it; 0: the "
+                                      "label alone")
+    soft_target_kinds: list[Literal["image", "video", "untrimmed"]] = Field(
+        default_factory=lambda: ["image", "untrimmed"], description="the kinds of source whose samples learn "
+        "soft targets: by default those the second round keeps without the student's top-1 agreement "
+        "(filter.refine_kind_rules holds web videos to it)")
     baseline: bool = True
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -69,13 +69,13 @@ def build_manifest(items: pd.DataFrame, web_samples: pd.DataFrame, scores: pd.Da
     return rows, train
 
 
-def with_judge_probs(rows: pd.DataFrame, scores_path) -> pd.DataFrame:
-    """``rows`` (training rows) with ``judge_probs``: each web sample's probability vector from
-    ``scores_path`` (a ``scores.parquet``; read for these samples only), missing for target rows
-    and for samples it does not hold."""
+def with_judge_probs(rows: pd.DataFrame, scores_path, sources) -> pd.DataFrame:
+    """``rows`` (training rows) with ``judge_probs``: each sample of ``sources``, its probability
+    vector from ``scores_path`` (a ``scores.parquet``; read for those samples only); missing for
+    every other row (target clips, other sources) and for samples it does not hold."""
     import pyarrow.parquet as pq
 
-    ids = rows.loc[rows["source"] != "target", "sample_id"].dropna().astype(str).unique().tolist()
+    ids = rows.loc[rows["source"].isin(list(sources)), "sample_id"].dropna().astype(str).unique().tolist()
     probs: dict = {}
     if ids:
         t = pq.read_table(scores_path, columns=["sample_id", "teacher_probs"], filters=[("sample_id", "in", ids)])

@@ -77,7 +77,7 @@ _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_p
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
 # training settings only the second round's student reads (absent from other keys, and from its
 # own while off: the keys of runs before it stay valid)
-_SECOND_ROUND_ONLY_TRAIN = frozenset({"soft_target_weight"})
+_SECOND_ROUND_ONLY_TRAIN = frozenset({"soft_target_weight", "soft_target_kinds"})
 
 WORKDIR_MARKER = ".omni-workdir"
 STARTED = "_started.json"
@@ -215,8 +215,10 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                 out["source_kinds"] = {s.name: s.kind for s in cfg.sources}
             if cfg.filter.refine_relabel or "contradict" in rules:
                 out["refine_min_contradiction"] = cfg.filter.refine_min_contradiction
-            if cfg.train.soft_target_weight > 0:  # learns from the first-round student's probabilities too
+            soft = soft_target_sources(cfg)
+            if soft:  # learns from the first-round student's probabilities too
                 out["train"] = {**t, "soft_target_weight": cfg.train.soft_target_weight}
+                out["soft_target_sources"] = soft
             return out
         if part == "first_round" and cfg.filter.refine_crossfit:
             return {"classes": names, "train": t, "crossfit": True}
@@ -224,6 +226,15 @@ def unit_settings(cfg: Config, unit: str) -> dict:
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
     raise StageError(f"unknown unit {unit!r}")
+
+
+def soft_target_sources(cfg: Config) -> list[str]:
+    """The sources whose samples the second round's student learns with soft targets (none
+    without a second round or with ``train.soft_target_weight`` 0)."""
+    t = cfg.train
+    if not cfg.filter.refine or t.soft_target_weight <= 0:
+        return []
+    return [s.name for s in cfg.sources if s.kind in t.soft_target_kinds]
 
 
 def local_roots(cfg: Config, source: str) -> tuple[str, ...]:
@@ -857,10 +868,10 @@ def _train(u: Unit) -> dict:
         return _train_crossfit(u)
     elif u.settings.get("refine"):
         rows, selection = _refine_selection(u)
-        if u.settings["train"].get("soft_target_weight", 0) > 0:
+        if u.settings.get("soft_target_sources"):
             from .manifest import with_judge_probs
 
-            rows = with_judge_probs(rows, u.dir / "scores.parquet")
+            rows = with_judge_probs(rows, u.dir / "scores.parquet", u.settings["soft_target_sources"])
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:

@@ -4,7 +4,9 @@ The loop follows the torchvision references: ``fit`` builds model, optimizer and
 learning-rate schedule, then calls ``train_one_epoch`` until the step budget is spent. Each
 step draws a target batch and one batch from each auxiliary source (class-resampled) and
 minimises CE(target) + w * CE(auxiliary), the paper's summed loss; with ``mixup_alpha`` > 0
-target clips are also mixed with auxiliary clips (cross-dataset mixup). Checkpoints are
+target clips are also mixed with auxiliary clips (cross-dataset mixup). A source whose dataset
+gives probability vectors (soft targets, ``ClipDataset``'s ``soft_weight``) is learned from those;
+the other parts of the batch then as one-hot vectors. Checkpoints are
 plain dicts written atomically; a rerun with the same key resumes from the last one.
 """
 from __future__ import annotations

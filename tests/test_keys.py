@@ -53,6 +53,7 @@ READERS = {
     "filter.*": ["filter"],
     "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.soft_target_weight": ["train/omnisource"],  # the second round's student's soft targets
+    "train.soft_target_kinds": ["train/omnisource"],  # and the kinds of source that learn them
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
     "evaluate.*": EVALS,
 }
@@ -330,11 +331,16 @@ def test_the_contradiction_bar_rekeys_the_second_round_only_where_a_rule_reads_i
 
 
 def test_soft_targets_rekey_only_the_second_rounds_student_and_only_with_a_second_round(base):
-    """train.soft_target_weight is read by the second round's student alone: with filter.refine
-    on it redoes that student only; with it off (no first-round student to take probabilities
-    from) it changes no key."""
+    """train.soft_target_weight and soft_target_kinds are read by the second round's student alone:
+    with filter.refine on they redo that student only; with it off (no first-round student to
+    take probabilities from) they change no key."""
     before = _keys(_cfg(base))
-    after = _keys(_cfg(_set(base, "train.soft_target_weight", 0.3)))
-    assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}
+    for path, value in (("train.soft_target_weight", 0.3), ("train.soft_target_weight", 0.0),
+                        ("train.soft_target_kinds", ["video"])):
+        after = _keys(_cfg(_set(base, path, value)))
+        assert {u for u in before if after[u] != before[u]} == {"train/omnisource", "evaluate/omnisource"}, path
     off = _set(base, "filter.refine", False)
     assert _keys(_cfg(_set(off, "train.soft_target_weight", 0.3))) == _keys(_cfg(off))
+    # no source of those kinds, or a weight of 0: the same training, the same key
+    none = _keys(_cfg(_set(base, "train.soft_target_weight", 0.0)))
+    assert _keys(_cfg(_set(base, "train.soft_target_kinds", []))) == none

@@ -370,9 +370,11 @@ def test_training_with_loader_worker_processes(done_run, tmp_path):
 
 
 def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students_probabilities(done_run):
-    """train.soft_target_weight w: the OmniSource student learns each web sample as (1 - w) x its
-    label + w x the first-round student's probability vector for it (the second round's scores);
-    target clips keep their label. Only that student and its evaluation are redone."""
+    """train.soft_target_weight w (default 0.5): the OmniSource student learns each sample of the
+    soft_target_kinds (default images and untrimmed windows, the samples the second round keeps
+    without the student's top-1 agreement) as (1 - w) x its label + w x the first-round
+    student's probability vector for it (the second round's scores); web videos and target clips
+    keep their label. Changing w redoes only that student and its evaluation."""
     from omni.data import ClipDataset
     from omni.manifest import with_judge_probs
 
@@ -380,11 +382,13 @@ def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students
     redone = {u for u, r in _run_all(cfg).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     d = cfg.workdir / "train" / "omnisource"
-    rows = with_judge_probs(pd.read_parquet(d / "train.parquet"), d / "scores.parquet")
-    web = (rows["source"] != "target").to_numpy()
-    assert web.any() and rows.loc[web, "judge_probs"].notna().all() and rows.loc[~web, "judge_probs"].isna().all()
+    soft = stages.soft_target_sources(cfg)
+    assert soft == [s.name for s in cfg.sources if s.kind in ("image", "untrimmed")] and soft
+    rows = with_judge_probs(pd.read_parquet(d / "train.parquet"), d / "scores.parquet", soft)
+    on = rows["source"].isin(soft).to_numpy()
+    assert on.any() and rows.loc[on, "judge_probs"].notna().all() and rows.loc[~on, "judge_probs"].isna().all()
     scores = pd.read_parquet(d / "scores.parquet").set_index("sample_id")["teacher_probs"]
-    ds = ClipDataset.for_model(rows[web], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
+    ds = ClipDataset.for_model(rows[on], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
     for i, unit in enumerate(ds.units):
         row = int(unit[0])
         want = 0.4 * np.asarray(scores[ds.rows.at[row, "sample_id"]], np.float32)
@@ -392,7 +396,7 @@ def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students
         assert np.allclose(ds.soft_target(i, row).numpy(), want, atol=1e-5)
     x, y = ds[0]
     assert y.dtype == torch.float32 and abs(float(y.sum()) - 1) < 1e-5
-    hard = ClipDataset.for_model(rows[~web], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
+    hard = ClipDataset.for_model(rows[~on], cfg.workdir, cfg.train.model, train=True, soft_weight=0.4)
     assert isinstance(hard[0][1], int)  # no judge's probabilities: the plain label
     assert json.loads((cfg.workdir / "eval" / "omnisource" / "metrics.json").read_text())["num_samples"] == 12
     _run_all(load_config(done_run[0]))  # put the module's run back
