@@ -19,11 +19,12 @@ Variants (``--variants``, comma-separated):
 - ``video_top1``: ``contradict_relabel`` for images and windows, ``top1_relabel`` for web videos;
 - ``video_top1_rel05``: the same with ``refine_min_relative`` 0.5 (on the web videos' top-1 samples),
   omni's default on 2026-11-27;
-- ``video_top1_rel06``: the same with a bar of 0.6, omni's default since;
+- ``video_top1_rel06``: the same with a bar of 0.6, omni's default selection since (with hard labels
+  until that night);
 - ``video_top1_rel06_soft03`` / ``_soft05``: the 0.6 bar's selection, each web sample learning from
   0.7 / 0.5 x its label + 0.3 / 0.5 x the first-round student's probabilities
   (``train.soft_target_weight``); ``_soft05_iw``: the same for images and untrimmed windows only
-  (web videos, held to the top-1 rule, keep their plain label);
+  (web videos, held to the top-1 rule, keep their plain label), omni's default since 2026-11-27, night;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 

@@ -79,5 +79,6 @@ def with_judge_probs(rows: pd.DataFrame, scores_path, sources) -> pd.DataFrame:
     probs: dict = {}
     if ids:
         t = pq.read_table(scores_path, columns=["sample_id", "teacher_probs"], filters=[("sample_id", "in", ids)])
-        probs = dict(zip(t.column("sample_id").to_pylist(), t.column("teacher_probs").to_pylist()))
+        vectors = t.column("teacher_probs").to_numpy(zero_copy_only=False)  # numpy arrays, not Python floats
+        probs = dict(zip(t.column("sample_id").to_pylist(), (np.asarray(v, np.float32) for v in vectors)))
     return rows.assign(judge_probs=rows["sample_id"].map(probs))
