@@ -21,9 +21,9 @@ Variants (``--variants``, comma-separated):
   omni's default on 2026-11-27;
 - ``video_top1_rel06``: the same with a bar of 0.6, omni's default selection since (with hard labels
   until that night);
-- ``video_top1_rel06_soft03`` / ``_soft05``: the 0.6 bar's selection, each web sample learning from
-  0.7 / 0.5 x its label + 0.3 / 0.5 x the first-round student's probabilities
-  (``train.soft_target_weight``); ``_soft05_iw``: the same for images and untrimmed windows only
+- ``video_top1_rel06_soft05``: the 0.6 bar's selection, each web sample learning from 0.5 x its
+  label + 0.5 x the first-round student's probabilities (``train.soft_target_weight``, read by
+  ``omni.manifest.with_judge_probs`` as the train stage does); ``_soft05_iw``: the same for images and untrimmed windows only
   (web videos, held to the top-1 rule, keep their plain label), omni's default since 2026-11-27, night;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
@@ -54,8 +54,6 @@ VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.5},
             "video_top1_rel06": {"refine_rule": "contradict", "refine_relabel": True,
                                  "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6},
-            "video_top1_rel06_soft03": {"refine_rule": "contradict", "refine_relabel": True,
-                                        "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.3},
             "video_top1_rel06_soft05": {"refine_rule": "contradict", "refine_relabel": True,
                                         "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.5},
             "video_top1_rel06_soft05_iw": {"refine_rule": "contradict", "refine_relabel": True,
@@ -82,7 +80,7 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
     from omni.demo.world import true_classes
     from omni.evaluate import evaluate_model
     from omni.filter import second_round
-    from omni.manifest import TRAIN_COLUMNS
+    from omni.manifest import TRAIN_COLUMNS, with_judge_probs
     from omni.train import RunOptions, train_student
 
     wd, world = cache / "work" / run, cache / "worlds" / run
@@ -128,11 +126,10 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
                       if (moved & m).any() else None}
         lab = dict(zip(scores["sample_id"], label))
         chosen = web[web["sample_id"].isin(set(scores["sample_id"][kept]))]
-        chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy(),
-                               judge_probs=chosen["sample_id"].map(dict(zip(scores["sample_id"], scores["teacher_probs"])))
-                               .where(chosen["source"].isin(soft_sources)))
-        train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS + ["judge_probs"]]],
-                          ignore_index=True)
+        chosen = chosen.assign(label=chosen["sample_id"].map(lab).astype(int).to_numpy())
+        train = pd.concat([target[target["split"] == "train"][TRAIN_COLUMNS], chosen[TRAIN_COLUMNS]], ignore_index=True)
+        if soft:
+            train = with_judge_probs(train, scratch / "scores" / "scores.parquet", soft_sources)
         t0 = time.time()
         model_dir = scratch / "models" / v
         train_student(train, TrainConfig(seed=seed, threads=1, amp=False, soft_target_weight=soft), names, wd, model_dir,

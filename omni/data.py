@@ -148,8 +148,10 @@ class ClipDataset(Dataset):
         self.soft_weight = soft_weight if soft_weight > 0 and "judge_probs" in self.rows.columns else 0.0
         self.judge = ([None if not isinstance(p, (list, np.ndarray)) else np.asarray(p, np.float32)
                        for p in self.rows["judge_probs"]] if self.soft_weight else None)
-        if self.judge is not None and all(p is None for p in self.judge):  # nothing to blend with
+        sizes = {len(p) for p in self.judge or () if p is not None}
+        if self.judge is not None and not sizes:  # nothing to blend with
             self.soft_weight, self.judge = 0.0, None
+        self._num_classes = max(sizes, default=0)
 
     @classmethod
     def for_model(cls, samples: pd.DataFrame, root: Path, m, *, train: bool, **options) -> "ClipDataset":
@@ -210,8 +212,7 @@ class ClipDataset(Dataset):
         """Unit ``idx``'s training target when its clip came from ``row``: its label's one-hot
         vector blended with the row's judge probabilities (``soft_weight``)."""
         probs = self.judge[row]
-        n = len(probs) if probs is not None else next(len(p) for p in self.judge if p is not None)  # (one has)
-        target = np.zeros(n, np.float32)
+        target = np.zeros(self._num_classes, np.float32)
         target[int(self.labels[idx])] = 1.0
         if probs is not None:
             target = (1.0 - self.soft_weight) * target + self.soft_weight * probs / max(float(probs.sum()), 1e-12)
