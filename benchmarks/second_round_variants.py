@@ -25,6 +25,7 @@ Variants (``--variants``, comma-separated):
   label + 0.5 x the first-round student's probabilities (``train.soft_target_weight``, read by
   ``omni.manifest.with_judge_probs`` as the train stage does); ``_soft05_iw``: the same for images and untrimmed windows only
   (web videos, held to the top-1 rule, keep their plain label), omni's default since 2026-11-27, night;
+  ``_soft025_iw``: the same with a weight of 0.25;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
   world-seeds where it did not run).
 
@@ -59,6 +60,9 @@ VARIANTS = {"top1": {**_ALL, "refine_rule": "top1", "refine_relabel": False},
             "video_top1_rel06_soft05_iw": {"refine_rule": "contradict", "refine_relabel": True,
                                            "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.5,
                                            "soft_sources": ("web_images", "untrimmed")},
+            "video_top1_rel06_soft025_iw": {"refine_rule": "contradict", "refine_relabel": True,
+                                            "refine_kind_rules": {"video": "top1"}, "min_relative": 0.6, "soft": 0.25,
+                                            "soft_sources": ("web_images", "untrimmed")},
             "video_top1": {"refine_rule": "contradict", "refine_relabel": True, "refine_kind_rules": {"video": "top1"}},
             "unfiltered": None}
 KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
