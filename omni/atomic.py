@@ -31,14 +31,34 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default)))
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _parquet_writable(col) -> bool:
+    """Whether Parquet can hold a column of nested values as they are (a list mixing types, or
+    records without fields or with varying field types, cannot)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.write_table(pa.table({"c": pa.array(col, from_pandas=True)}), pa.BufferOutputStream())
+        return True
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return False
+
+
 def write_parquet_atomic(df, path: str | Path) -> Path:
-    """A DataFrame as Parquet; object columns holding mixed Python types are stored as text."""
+    """A DataFrame as Parquet; object columns holding mixed Python types are stored as text, and
+    nested values Parquet cannot hold (a crawl list's own odd columns) as JSON text."""
     df = df.copy()
     for col in df.columns:
         if df[col].dtype == object:
-            kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and np.isnan(v))}
+            kinds = {type(v) for v in df[col] if not _missing(v)}
             if len(kinds) > 1 and not kinds <= {list, np.ndarray}:
                 df[col] = df[col].map(lambda v: None if v is None else str(v))
+            elif kinds & {list, tuple, dict, set} and not _parquet_writable(df[col]):
+                df[col] = df[col].map(lambda v: None if _missing(v) else json.dumps(v, default=str, sort_keys=True))
     return write_atomic(path, lambda p: df.to_parquet(p, index=False))
 
 

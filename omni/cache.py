@@ -72,7 +72,7 @@ class HashMemo:
         ``not a regular file``, ``unreadable``, ``large:<size>:<mtime_ns>``)."""
         try:
             st = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path
             return "missing"
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file"

@@ -24,6 +24,13 @@ class TargetConfig(_Strict):
 
 class SourceConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_folder_step(cls, v: str) -> str:
+        if set(v) == {"."}:  # '.' and '..' would name the stage folder's parent, not a folder of its own
+            raise ValueError(f"{v!r} is not a usable source name")
+        return v
     kind: Literal["image", "video", "untrimmed"]
     list: Path
     query: str | None = None  # for plain-text URL lists: the query every line was found by
@@ -273,7 +280,7 @@ class Config(_Strict):
             names = [c.strip() for c in self.classes]
         else:
             try:
-                names = [ln.strip() for ln in Path(self.classes).read_text().splitlines()]
+                names = [ln.strip() for ln in _read_utf8(Path(self.classes), "classes").splitlines()]
             except OSError as exc:
                 raise ConfigError(f"classes: cannot read {self.classes}: {exc.strerror or exc}") from None
         names = [n for n in names if n]
@@ -320,12 +327,34 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw != "" else "")) 
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: {raw!r} is not a YAML value ({str(exc).splitlines()[0]}); "
+                              "quote text values") from None
+        out.append((key.strip(), value))
     return out
 
 
-def _resolve(path: Path, base: Path) -> Path:
-    path = Path(path).expanduser()
+def _read_utf8(path: Path, what: str) -> str:
+    """A text file of the user's (config, classes) as UTF-8, a byte-order mark allowed."""
+    if path.exists() and not path.is_file():  # a FIFO or device would block the read
+        raise ConfigError(f"{what}: {path} is not a regular file")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                          "save it as UTF-8") from None
+
+
+def _resolve(path: Path, base: Path, what: str = "path") -> Path:
+    if "\0" in str(path):
+        raise ConfigError(f"{what}: {str(path)!r} contains a NUL byte")
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError as exc:  # ~nosuchuser/...
+        raise ConfigError(f"{what}: {path}: {exc}") from None
     return path if path.is_absolute() else (base / path).resolve()
 
 
@@ -335,7 +364,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(_read_utf8(path, "config")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -355,21 +384,23 @@ def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config",
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[")))
+            # pydantic's own steps through a union ('lax-or-strict[...]', 'function-after[...]') are not keys
+            loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             from_set = any(loc == k or loc.startswith(k + ".") or k.startswith(loc + ".") for k in overridden or [])
             lines.append(f"  {'--set ' if from_set else ''}{loc}: {msg}")
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines)) from None
-    cfg.workdir = _resolve(cfg.workdir, base)
+    cfg.workdir = _resolve(cfg.workdir, base, "workdir")
     if not isinstance(cfg.classes, list):
-        cfg.classes = _resolve(cfg.classes, base)
-    cfg.target.train = _resolve(cfg.target.train, base)
-    cfg.target.val = _resolve(cfg.target.val, base)
-    for src in cfg.sources:
-        src.list = _resolve(src.list, base)
+        cfg.classes = _resolve(cfg.classes, base, "classes")
+    cfg.target.train = _resolve(cfg.target.train, base, "target.train")
+    cfg.target.val = _resolve(cfg.target.val, base, "target.val")
+    for i, src in enumerate(cfg.sources):
+        src.list = _resolve(src.list, base, f"sources.{i}.list")
     if cfg.ingest.local_roots is not None:
-        cfg.ingest.local_roots = [_resolve(p, base) for p in cfg.ingest.local_roots]
-    for model in (cfg.teacher.image, cfg.teacher.video, cfg.train.model):
+        cfg.ingest.local_roots = [_resolve(p, base, "ingest.local_roots") for p in cfg.ingest.local_roots]
+    for name, model in (("teacher.image", cfg.teacher.image), ("teacher.video", cfg.teacher.video),
+                        ("train.model", cfg.train.model)):
         if model.pretrained is not None:
-            model.pretrained = _resolve(model.pretrained, base)
+            model.pretrained = _resolve(model.pretrained, base, f"{name}.pretrained")
     return cfg

@@ -32,8 +32,8 @@ def crop_box(h: int, w: int, train: bool, rng: np.random.Generator, position: fl
     ``position`` along the long side."""
     short = min(h, w)
     if train:
-        side = int(short * rng.uniform(MIN_CROP, 1.0))
-        ch, cw = side, min(w, int(side * rng.uniform(0.85, 1.18)))
+        side = max(1, int(short * rng.uniform(MIN_CROP, 1.0)))
+        ch, cw = side, max(1, min(w, int(side * rng.uniform(0.85, 1.18))))
         ch = min(h, ch)
         y = int(rng.integers(0, h - ch + 1))
         x = int(rng.integers(0, w - cw + 1))
@@ -191,7 +191,9 @@ class ClipDataset(Dataset):
         if frames.shape[0] == 1:  # a still as a pseudo-clip
             still = shrink_for_input(frames, self.size)
             n = self.image_frames
-            if self.pseudo_clip == "warp" and n > 1 and self.warp_strength > 0:
+            # (a still under 2 px on a side has no quadrilateral to warp: ingest refuses such
+            # images, but a frame store made before that rule may hold one)
+            if self.pseudo_clip == "warp" and n > 1 and self.warp_strength > 0 and min(still.shape[1:3]) > 1:
                 return warped_input(still[0], n, self.warp_strength, self.size, self.train, rng, position)
             # replicated: the frame's crop, repeated (what cropping n equal frames gives)
             return to_input(still, self.size, self.train, rng, position).expand(-1, n, -1, -1).contiguous()

@@ -42,9 +42,11 @@ def mark_duplicates_and_leaks(items: pd.DataFrame, targets: pd.DataFrame, thresh
     items.loc[in_train, "reason"] = "same bytes as a target train item"
     rest = ok & ~in_val & ~in_train
     first = items[rest].drop_duplicates("sha256").set_index("sha256")["item_id"]
-    again = rest & items["sha256"].duplicated()
-    items.loc[again, "status"] = "duplicate"
-    items.loc[again, "reason"] = "same bytes as " + items.loc[again, "sha256"].map(first)
+    # only among the usable rows: a failed row sharing an item's record must not make it a copy
+    again = items.index[rest][items.loc[rest, "sha256"].duplicated().to_numpy()]
+    if len(again):
+        items.loc[again, "status"] = "duplicate"
+        items.loc[again, "reason"] = "same bytes as " + items.loc[again, "sha256"].map(first).astype(str)
     if check_near and len(val_t):
         thumbs_of = thumbs_of or (lambda i: items.at[i, "thumbs"])
         reference = [leak.decode(t) for t in val_t["thumbs"]]

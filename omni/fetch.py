@@ -643,7 +643,7 @@ def _fd_path(fd: int) -> str:
 
 def _content_length(resp) -> int | None:
     value = (resp.headers.get("Content-Length") or "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _discard(resp, deadline: _Deadline) -> None:
@@ -719,7 +719,7 @@ def _retry_after(resp) -> float:
     value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
         return 0.0
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())

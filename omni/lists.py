@@ -28,6 +28,8 @@ RESERVED_COLUMNS = {
     "thumbs", "leak_of", "leak_similarity", "duplicate_of", "split", "sample_id", "clip_index", "start_s",
     "end_s", "shard", "offset", "t", "h", "w", "teacher", "teacher_label", "teacher_score", "ingest_status",
     "ingest_reason", "extract_status", "extract_reason", "filter_status", "filter_reason", "row_error",
+    "filter_label", "train_label", "query_rank", "top_score", "teacher_probs", "judge_probs", "checked_this_run",
+    "fetched_this_run", "elapsed_s", "items_per_s",
 }
 
 
@@ -43,13 +45,31 @@ def _strip_gz(path: Path) -> tuple[str, bool]:
 
 
 def _read_text(path: Path, gz: bool) -> str:
+    """A list file's text (UTF-8); anything but a regular file (a FIFO, a device) is refused
+    rather than read, since reading one can block for ever."""
+    if not path.is_file():
+        raise ListError(f"{path}: not a regular file")
     if not gz:
-        return path.read_bytes().decode("utf-8-sig")
-    with gzip.open(path, "rb") as fh:  # read with a cap: a small .gz can hold a huge text
-        raw = fh.read(MAX_LIST_TEXT_BYTES + 1)
-    if len(raw) > MAX_LIST_TEXT_BYTES:
-        raise ListError(f"{path}: decompresses to more than {MAX_LIST_TEXT_BYTES >> 20} MB")
-    return raw.decode("utf-8-sig")
+        raw = path.read_bytes()
+    else:
+        try:
+            with gzip.open(path, "rb") as fh:  # read with a cap: a small .gz can hold a huge text
+                raw = fh.read(MAX_LIST_TEXT_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise ListError(f"{path}: not a readable gzip file: {exc}") from None
+        if len(raw) > MAX_LIST_TEXT_BYTES:
+            raise ListError(f"{path}: decompresses to more than {MAX_LIST_TEXT_BYTES >> 20} MB")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ListError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                        "save the list as UTF-8") from None
+
+
+def _is_index(text: str) -> bool:
+    """An integer written in ASCII digits (``str.isdigit`` also accepts '²', which ``int`` refuses)."""
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def _label_to_name(value, class_names: list[str], where: str) -> str:
@@ -60,7 +80,7 @@ def _label_to_name(value, class_names: list[str], where: str) -> str:
         text = value.strip()
         if text in class_names:
             return text
-        if text.lstrip("-").isdigit():
+        if _is_index(text):
             value = int(text)
         else:
             raise ListError(f"{where}: unknown class {text!r}")
@@ -75,7 +95,7 @@ def _label_to_name(value, class_names: list[str], where: str) -> str:
 
 def _is_mmaction_line(line: str) -> bool:
     parts = line.rsplit(None, 1)
-    return len(parts) == 2 and parts[1].lstrip("-").isdigit() and "," not in line
+    return len(parts) == 2 and _is_index(parts[1]) and "," not in line
 
 
 def _read_table(path: Path, class_names: list[str] | None = None) -> pd.DataFrame:
@@ -169,6 +189,8 @@ def list_files(path: Path) -> list[Path]:
         return files
     if not path.exists():
         raise ListError(f"list not found: {path}")
+    if not path.is_file():
+        raise ListError(f"{path}: not a regular file or folder")
     return [path]
 
 
@@ -257,31 +279,48 @@ def read_target_list(path: str | Path, class_names: list[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ListError(f"target list not found: {path}")
+    try:
+        df = _read_target_table(path)
+    except ListError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for malformed files
+        raise ListError(f"{path}: cannot read as a target list: {exc}") from exc
+    if df.empty:
+        raise ListError(f"{path}: the list is empty")
+    base = path.parent
+    df["path"] = [_resolve_local(_cell_text(p), base) for p in df["path"]]
+    df["label_name"] = [_label_to_name(v, class_names, f"{path} row {i}") for i, v in enumerate(df["label"])]
+    df["label"] = [class_names.index(n) for n in df["label_name"]]
+    return df[["path", "label", "label_name"] + [c for c in df.columns if c not in ("path", "label", "label_name")]]
+
+
+def _read_target_table(path: Path) -> pd.DataFrame:
     suffix, gz = _strip_gz(path)
+    if suffix == ".parquet":
+        df = pd.read_parquet(path)
+        _require_columns(df, path)
+        return df
     text = _read_text(path, gz)
+    if not text.strip():
+        raise ListError(f"{path}: the list is empty")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     if suffix in (".csv", ".tsv") or "," in first:
         sep = "\t" if suffix == ".tsv" else ","
         df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-        missing = {"path", "label"} - set(df.columns)
-        if missing:
-            raise ListError(f"{path}: missing column(s) {sorted(missing)} (columns: {list(df.columns)})")
-    elif suffix in (".parquet",):
-        df = pd.read_parquet(path)
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            if not _is_mmaction_line(line.strip()):
-                raise ListError(f"{path}:{n}: expected 'path label_index', got {line!r}")
-            p, lab = line.strip().rsplit(None, 1)
-            rows.append({"path": p, "label": lab})
-        df = pd.DataFrame(rows, columns=["path", "label"])
-    if df.empty:
-        raise ListError(f"{path}: the list is empty")
-    base = path.parent
-    df["path"] = [_resolve_local(str(p).strip(), base) for p in df["path"]]
-    df["label_name"] = [_label_to_name(v, class_names, f"{path} row {i}") for i, v in enumerate(df["label"])]
-    df["label"] = [class_names.index(n) for n in df["label_name"]]
-    return df[["path", "label", "label_name"] + [c for c in df.columns if c not in ("path", "label", "label_name")]]
+        _require_columns(df, path)
+        return df
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if not _is_mmaction_line(line.strip()):
+            raise ListError(f"{path}:{n}: expected 'path label_index', got {line[:200]!r}")
+        p, lab = line.strip().rsplit(None, 1)
+        rows.append({"path": p, "label": lab})
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+def _require_columns(df: pd.DataFrame, path: Path) -> None:
+    missing = {"path", "label"} - set(map(str, df.columns))
+    if missing:
+        raise ListError(f"{path}: missing column(s) {sorted(missing)} (columns: {list(df.columns)[:20]})")

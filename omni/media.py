@@ -108,6 +108,14 @@ class VideoInfo:
     codec: str
 
 
+MIN_SIDE = 16  # pixels: a smaller image or frame (a 1x1 tracking pixel, a 1-px rule) holds nothing to learn
+
+
+def _check_min_side(width: int, height: int, what: str) -> None:
+    if min(width, height) < MIN_SIDE:
+        raise MediaError(f"too small: {width}x{height} {what} (short side under {MIN_SIDE} px)")
+
+
 def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_side: int | None = None):
     """Decode an image fully (with a pixel cap against decompression bombs).
 
@@ -130,6 +138,9 @@ def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_
             if w * h > max_pixels:
                 im.close()
                 raise MediaError(f"too many pixels: {w}x{h} > {max_pixels}")
+            if min(w, h) < MIN_SIDE:
+                im.close()
+                _check_min_side(w, h, "image")
             if im.format == "JPEG":
                 shortfall = jpeg_data_shortfall(path)
                 if shortfall:
@@ -285,6 +296,7 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
             if first is None:
                 raise MediaError("truncated video: no frame decodes")
             w, h = first.width, first.height
+            _check_min_side(w, h, "video frames")
             if duration > 4.0 or count >= MAX_HEAD_FRAMES:
                 last_t = _tail_time(container, stream, start, duration)
     except MediaError:
@@ -292,7 +304,7 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
     except Exception as exc:
         cut = _box_truncation(path) if file_type in ("mp4", "mov", "3gp") else ""
         raise MediaError(cut or f"corrupt video: {type(exc).__name__}: {str(exc)[:80]}") from None
-    if not duration:
+    if not duration or not math.isfinite(duration) or duration <= 0:
         raise MediaError("truncated video: unknown duration")
     frame_s = 1.0 / fps if fps else 0.1
     if last_t is None or last_t + frame_s < duration - max(0.5, 3 * frame_s):

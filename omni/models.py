@@ -58,6 +58,20 @@ class C3DSmall(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+VIDEO_ARCHS = ("c3d_small", "r3d_18", "mc3_18", "r2plus1d_18")
+
+
+def arch_problem(arch: str) -> str:
+    """Why ``arch`` cannot be built ('' when it can), without building it."""
+    if arch in VIDEO_ARCHS:
+        return ""
+    if arch.startswith("tsn_"):
+        import timm
+
+        return "" if timm.is_model(arch[4:]) else f"unknown timm model {arch[4:]!r} in arch {arch!r}"
+    return f"unknown arch {arch!r}: use {', '.join(VIDEO_ARCHS)} or tsn_<timm model>"
+
+
 def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path | None = None) -> nn.Module:
     if arch == "c3d_small":
         model = C3DSmall(num_classes, width)
@@ -84,8 +98,13 @@ def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path |
 def load_pretrained(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, or pickled code weights_only refuses
+        raise ValueError(f"pretrained weights {path}: cannot load: {type(exc).__name__}: {str(exc)[:120]}") from None
     state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"pretrained weights {path}: not a state dict")
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)

@@ -644,7 +644,11 @@ def _teacher(u: Unit) -> dict:
 
     _threads(u)
     s = u.settings
-    res = train_teacher(ModelConfig(**s["model"]), _target_samples(u), u.workdir, s["classes"], u.dir,
+    samples = _target_samples(u)
+    if not (samples["split"] == "train").any():
+        raise StageError("no usable target training clips: every target train item failed ingest or extract "
+                         "(their reasons: ingest/target/targets.parquet, extract/target/samples.parquet)")
+    res = train_teacher(ModelConfig(**s["model"]), samples, u.workdir, s["classes"], u.dir,
                         u.keys[u.name], seed=s["seed"], amp=s["amp"], run=run_options(u.runtime), progress=u.progress,
                         should_stop=u.should_stop)
     if u.ranks.main:
@@ -965,7 +969,24 @@ def read_metrics(cfg: Config, run: str) -> dict | None:
 
 
 def check_config(cfg: Config) -> None:
-    """Problems a config has before any stage runs (raises ConfigError)."""
-    cfg.class_names()
+    """Problems a config has before any stage runs (raises ConfigError, or ListError for a list
+    that cannot be read at all): class names, workdir, each model's arch and pretrained file,
+    and every target and crawl list (a bad row of a crawl list is not an error: ingest records
+    its reason)."""
+    from .lists import read_crawl_list, read_target_list
+    from .models import arch_problem
+
+    names = cfg.class_names()
     if Path(cfg.workdir).exists() and not Path(cfg.workdir).is_dir():
         raise ConfigError(f"workdir {cfg.workdir} is a file, not a folder")
+    for where, m in (("teacher.image", cfg.teacher.image), ("teacher.video", cfg.teacher.video),
+                     ("train.model", cfg.train.model)):
+        problem = arch_problem(m.arch)
+        if problem:
+            raise ConfigError(f"{where}.arch: {problem}")
+        if m.pretrained is not None and not Path(m.pretrained).is_file():
+            raise ConfigError(f"{where}.pretrained: no such file: {m.pretrained}")
+    for split in ("train", "val"):
+        read_target_list(getattr(cfg.target, split), names)
+    for src in cfg.sources:
+        read_crawl_list(src.list, names, src.url_column, src.query_column, src.query)

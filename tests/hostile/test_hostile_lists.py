@@ -32,7 +32,7 @@ def _read(tmp_path, name, text, **kw):
     ("bad.json", "{not json", "cannot read as .json list"),
     ("bad.jsonl", '{"url": "a", "query": "run"}\n{broken\n', "cannot read as .jsonl list"),
     ("ragged.csv", "url,query\na,run\nb,run,extra,more\n", "cannot read as .csv list"),
-    ("latin1.csv", b"url,query\n\xff\xfe\xfa,run\n", "cannot read as .csv list"),
+    ("latin1.csv", b"url,query\n\xff\xfe\xfa,run\n", "not UTF-8 text"),
     ("garbage.parquet", b"PAR1 not really", "cannot read as .parquet list"),
     ("nourl.csv", "link,query\nhttp://h/1.jpg,run\n", "no 'url' column"),
     ("noquery.csv", "url\nhttp://h/1.jpg\n", "no 'query' column"),
