@@ -989,4 +989,8 @@ def check_config(cfg: Config) -> None:
     for split in ("train", "val"):
         read_target_list(getattr(cfg.target, split), names)
     for src in cfg.sources:
+        folder = Path(src.list)
+        if folder.is_dir() and Path(cfg.workdir).resolve().is_relative_to(folder.resolve()):
+            raise ConfigError(f"workdir {cfg.workdir} is inside the folder of source {src.name!r}'s lists "
+                              f"({folder}): omni's own files would be read as crawl lists; put it elsewhere")
         read_crawl_list(src.list, names, src.url_column, src.query_column, src.query)

@@ -158,6 +158,7 @@ def test_a_classes_file_with_a_bom_or_in_latin1(tmp_path):
     ({"train": {"model": {"pretrained": "missing.pt"}}}, r"train\.model\.pretrained: no such file"),
     ({"target": "EMPTY_TRAIN"}, "the list is empty"),
     ({"sources": "NO_URL_COLUMN"}, "no 'url' column"),
+    ({"sources": "WORKDIR_INSIDE"}, "is inside the folder of source 'web_videos'"),
 ])
 def test_contract_mistakes_stop_the_run_before_any_work(tmp_path, tiny_world, capsys, change, message):
     cfg = yaml.safe_load(write_config(tmp_path, tiny_world).read_text())
@@ -165,6 +166,8 @@ def test_contract_mistakes_stop_the_run_before_any_work(tmp_path, tiny_world, ca
         cfg["target"]["train"] = str(_file(tmp_path, "train.csv", ""))
     elif change.get("sources") == "NO_URL_COLUMN":
         cfg["sources"][1]["list"] = str(_file(tmp_path, "v.csv", "link,query\nhttp://h/a.mp4,0\n"))
+    elif change.get("sources") == "WORKDIR_INSIDE":  # a folder of lists with the workdir in it
+        cfg["sources"][1]["list"] = str(tmp_path)
     else:
         for section, value in change.items():
             cfg[section] = {**cfg.get(section, {}), **{k: {**cfg[section].get(k, {}), **v} for k, v in value.items()}}
