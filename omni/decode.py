@@ -105,16 +105,18 @@ def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         size = None
+        turns = 0
         ti = 0
         prev, prev_t, prev_rgb = None, 0.0, None
         for frame in container.decode(stream):
             if size is None:
                 size = scaled_size(frame.width, frame.height, short_side)
+                turns = quarter_turns(frame)
             t = (frame.time - start) if frame.time is not None else prev_t + 1e-3
             # a target time is shown by the last frame whose timestamp is <= it
             while ti < len(targets) and targets[ti][0] < t and prev is not None:
                 _, wi, k = targets[ti]
-                out[wi][k] = prev_rgb if prev_rgb is not None else _rgb(prev, size)
+                out[wi][k] = prev_rgb if prev_rgb is not None else _rgb(prev, size, turns)
                 prev_rgb = out[wi][k]
                 ti += 1
             if ti >= len(targets):
@@ -122,7 +124,7 @@ def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.
             prev, prev_t, prev_rgb = frame, t, None
         while ti < len(targets) and prev is not None:  # targets past the last frame
             _, wi, k = targets[ti]
-            out[wi][k] = prev_rgb if prev_rgb is not None else _rgb(prev, size)
+            out[wi][k] = prev_rgb if prev_rgb is not None else _rgb(prev, size, turns)
             prev_rgb = out[wi][k]
             ti += 1
     if prev is None:
@@ -130,8 +132,15 @@ def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.
     return [np.stack(frames) for frames in out]
 
 
-def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
-    return frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
+def quarter_turns(frame) -> int:
+    """How many quarter turns counter-clockwise a frame needs to stand as it is shown (a phone
+    video's display matrix: ``rotate=90`` metadata), as ``np.rot90`` counts them."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
+def _rgb(frame, size: tuple[int, int], turns: int = 0) -> np.ndarray:
+    rgb = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _decord(path: str, windows: list[Window], n: int, short_side: int) -> list[np.ndarray]:
@@ -157,7 +166,12 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
         raise DecodeError("the ffmpeg executable is not installed")
     info = ffmpeg.probe(path)
     vs = next(s for s in info["streams"] if s["codec_type"] == "video")
-    size = scaled_size(int(vs["width"]), int(vs["height"]), short_side)
+    width, height = int(vs["width"]), int(vs["height"])
+    rotation = next((d.get("rotation") for d in vs.get("side_data_list", []) if "rotation" in d),
+                    (vs.get("tags") or {}).get("rotate", 0))
+    if round(float(rotation or 0) / 90) % 2:  # ffmpeg turns the picture upright itself: scale the turned size
+        width, height = height, width
+    size = scaled_size(width, height, short_side)
     num, den = (vs.get("avg_frame_rate") or "25/1").split("/")
     fps = float(num) / float(den or 1) if float(num) else 25.0
     raw, _ = (ffmpeg.input(path).filter("scale", size[0], size[1], flags="area")

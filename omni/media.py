@@ -268,6 +268,8 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
     """
     import av
 
+    from .decode import frame_times, quarter_turns
+
     if file_type not in VIDEO_TYPES:
         raise MediaError(f"not a video: {file_type}")
     try:
@@ -280,6 +282,12 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
             duration = _duration_s(container, stream)
             if stream.frames and fps:  # a header's frame count outlives truncation (AVI)
                 duration = max(duration, stream.frames / fps)
+            packet_span = None
+            if not duration:  # a live recording or a pipe (WebM without a duration): its packets say
+                times = frame_times(path)
+                if times:
+                    packet_span = times[-1]
+                    duration = times[-1] + (1.0 / fps if fps else 0.04)
             start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
             first = None
             last_t = None
@@ -296,8 +304,12 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
             if first is None:
                 raise MediaError("truncated video: no frame decodes")
             w, h = first.width, first.height
+            if quarter_turns(first) % 2:  # shown turned (a phone video): report the size as shown
+                w, h = h, w
             _check_min_side(w, h, "video frames")
-            if duration > 4.0 or count >= MAX_HEAD_FRAMES:
+            if packet_span is not None:  # the stream's end was read from its packets just now
+                last_t = max(last_t or 0.0, packet_span)
+            elif duration > 4.0 or count >= MAX_HEAD_FRAMES:
                 last_t = _tail_time(container, stream, start, duration)
     except MediaError:
         raise
@@ -351,10 +363,23 @@ def _duration_s(container, stream) -> float:
 
 
 def _tail_time(container, stream, start: float, duration: float) -> float | None:
-    """Timestamp of the last frame that decodes after seeking near the declared end."""
-    container.seek(int((start + max(0.0, duration - 2.0)) / stream.time_base), stream=stream, backward=True)
+    """Timestamp of the last frame that decodes after seeking near the declared end.
+
+    In a file without an index (MPEG-TS, a piped recording) the seek lands where it can, and with
+    keyframes further apart than the 2 s looked at nothing decodes from there: then the last
+    packet's timestamp says where the stream ends (read from that point, else from the start)."""
+    near_end = start + max(0.0, duration - 2.0)
+    container.seek(int(near_end / stream.time_base), stream=stream, backward=True)
     last_t = None
     for frame in container.decode(stream):
         if frame.time is not None:
             last_t = frame.time - start
+    for seek_s in (near_end, start):
+        if last_t is not None:
+            break
+        container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                t = float(packet.pts * stream.time_base) - start
+                last_t = t if last_t is None else max(last_t, t)
     return last_t

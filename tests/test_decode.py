@@ -51,3 +51,36 @@ def test_sampled_frames_are_the_right_ones(tmp_path):
 def test_images_load_at_the_short_side(media):
     img = load_image(media / "test.jpg", 60)
     assert img.shape == (1, 60, 80, 3)
+
+
+@pytest.mark.parametrize("rotation,band", [(-90, "top"), (90, "bottom"), (180, "right")])
+def test_a_phone_video_is_decoded_upright_as_players_show_it(tmp_path, rotation, band):
+    """A display-matrix rotation (phone videos): frames come out turned as ffmpeg and players show
+    them, by the default backend and by the ffmpeg fallback, and ingest reports the shown size."""
+    import shutil
+
+    import av
+
+    from omni.media import check_video
+
+    path = tmp_path / "phone.mp4"
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :16] = 255  # a white band on the left of the stored picture
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(rotation)
+        for _ in range(10):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    info = check_video(path, "mp4")
+    assert (info.width, info.height) == ((64, 48) if rotation == 180 else (48, 64))
+    backends = ["pyav"] + (["ffmpeg"] if shutil.which("ffmpeg") else [])
+    for backend in backends:
+        frame = decode_windows(path, [Window(0.0, 0.5)], 1, 48, backend=backend)[0][0, :, :, 0].astype(float)
+        assert frame.shape == ((48, 64) if rotation == 180 else (64, 48)), backend
+        edges = {"top": frame[:4].mean(), "bottom": frame[-4:].mean(), "left": frame[:, :4].mean(),
+                 "right": frame[:, -4:].mean()}
+        assert max(edges, key=edges.get) == band, (backend, edges)

@@ -241,3 +241,39 @@ def test_frame_times_and_plan_helpers():
     ws = [Window(float(i), float(i + 1)) for i in range(10)]
     assert evenly_spaced(ws, 3) == [ws[0], ws[4], ws[9]] and evenly_spaced(ws, 20) == ws
     assert frame_times("/nonexistent.mp4") is None
+
+
+def test_a_transport_stream_with_keyframes_far_apart_is_not_called_truncated(tmp_path):
+    """MPEG-TS has no index: a seek near the end lands between keyframes (here one every 10 s),
+    where nothing decodes; the packets still say the stream runs to its end."""
+    import av
+
+    path = tmp_path / "broadcast.ts"
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"preset": "ultrafast", "threads": "1", "g": "250"}
+        for i in range(150):  # 6 s, one keyframe
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), "rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    info = check_video(path, sniff_file(path))
+    assert 5.5 < info.duration_s < 6.5
+    cut = tmp_path / "cut.ts"  # a TS declares no duration: a cut one is simply a shorter video
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert check_video(cut, sniff_file(cut)).duration_s < 4.5
+
+
+def test_a_live_webm_without_a_duration_is_measured_from_its_packets(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg executable not installed")
+    path = tmp_path / "live.webm"
+    with open(path, "wb") as out:  # written to a pipe: no duration, no cues in the header
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=6",
+                        "-c:v", "libvpx", "-f", "webm", "-"], stdout=out, check=True)
+    info = check_video(path, sniff_file(path))
+    assert 5.5 < info.duration_s < 6.5
