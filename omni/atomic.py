@@ -52,13 +52,16 @@ def write_parquet_atomic(df, path: str | Path) -> Path:
     """A DataFrame as Parquet; object columns holding mixed Python types are stored as text, and
     nested values Parquet cannot hold (a crawl list's own odd columns) as JSON text."""
     df = df.copy()
+    as_json = lambda v: None if _missing(v) else json.dumps(v, default=str, sort_keys=True)  # noqa: E731
     for col in df.columns:
         if df[col].dtype == object:
             kinds = {type(v) for v in df[col] if not _missing(v)}
-            if len(kinds) > 1 and not kinds <= {list, np.ndarray}:
-                df[col] = df[col].map(lambda v: None if v is None else str(v))
-            elif kinds & {list, tuple, dict, set} and not _parquet_writable(df[col]):
-                df[col] = df[col].map(lambda v: None if _missing(v) else json.dumps(v, default=str, sort_keys=True))
+            if kinds & {dict, tuple, set}:  # records as JSON text: Parquet would merge their fields
+                df[col] = df[col].map(as_json)
+            elif len(kinds) > 1 and not kinds <= {list, np.ndarray}:
+                df[col] = df[col].map(lambda v: None if _missing(v) else str(v))
+            elif not kinds <= {str, bytes, bool, float, np.ndarray} and not _parquet_writable(df[col]):
+                df[col] = df[col].map(as_json)  # a list mixing types, an integer past 64 bits
     return write_atomic(path, lambda p: df.to_parquet(p, index=False))
 
 

@@ -104,6 +104,30 @@ def url_scheme(url: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+def local_path(url: str) -> str | None:
+    """The file a plain path or ``file://`` URL names (as the fetcher reads it), else None."""
+    scheme = url_scheme(url) if url else "-"
+    if scheme == "":
+        return url
+    if scheme == "file":
+        parts = urlsplit(url)
+        return unquote(parts.path) if parts.netloc in ("", "localhost") else None
+    return None
+
+
+def local_signature(url: str) -> list | str | None:
+    """What is at a local URL now: ``[size, mtime_ns, inode]``, or ``"missing"``; None for a
+    remote URL. The downloads journal keeps it, so a file changed in place is checked again."""
+    path = local_path(url)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return "missing"
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _too_large(cap: int) -> str:
     mb = cap / (1024 * 1024)
     return f"too large: > {mb:g} MB" if mb >= 1 else f"too large: > {cap} bytes"

@@ -19,7 +19,7 @@ import pandas as pd
 from .atomic import write_json_atomic, write_parquet_atomic
 from .dedup import mark_duplicates_and_leaks
 from .fanout import map_shards
-from .fetch import Fetcher, FetchOptions
+from .fetch import Fetcher, FetchOptions, local_signature
 from .ingest_stats import source_stats
 from .journal import Journal
 from .lists import read_crawl_list, read_target_list
@@ -54,6 +54,25 @@ def _run_jobs(jobs: list, work: Callable, workers: int, total: int, already: int
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _to_check(journal: Journal, url: str, kind: str) -> bool:
+    """Whether a URL needs fetching and checking: never seen, or a local file that changed (or
+    appeared, or went) since its record was made."""
+    rec = journal.get(url, kind)
+    if rec is None:
+        return True
+    now = local_signature(url)
+    return now is not None and rec.get("local_stat") != now
+
+
+def _checked(url: str, check: Callable[[], dict]) -> dict:
+    """A journal record from ``check()``, with what a local file was before it was read."""
+    before = local_signature(url)
+    rec = check()
+    if before is not None:
+        rec["local_stat"] = before
+    return rec
 
 
 def _clear_partial_downloads(tmp: Path) -> None:
@@ -110,10 +129,11 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
     fetcher = Fetcher(fetch, out_dir / "tmp")
     started = time.time()
     with Journal(Path(journal_dir) / "journal.jsonl") as journal:
-        todo = [r for r in targets.to_dict("records") if journal.get(r["path"], "video") is None]
+        todo = [r for r in targets.to_dict("records") if _to_check(journal, r["path"], "video")]
 
         def work(row) -> int:
-            journal.add(validate_target(fetcher, row["path"], row["split"] == "val", max_video_pixels))
+            journal.add(_checked(row["path"], lambda: validate_target(fetcher, row["path"], row["split"] == "val",
+                                                                       max_video_pixels)))
             return 1
 
         _run_jobs(todo, work, workers, len(targets), len(targets) - len(todo), progress)
@@ -136,6 +156,9 @@ def _fetch_on_cluster(todo: list[str], kind: str, fetch: FetchOptions, tmp: Path
     def record(recs: list[dict]) -> None:
         nonlocal done
         for rec in recs:
+            stat = local_signature(rec["url"])  # (after the worker read it: a change meanwhile is seen next run)
+            if stat is not None:
+                rec["local_stat"] = stat
             journal.add(rec)
         done += len(recs)
         if progress:
@@ -174,14 +197,14 @@ def ingest_source(name: str, kind: str, list_path: Path, url_column: str, query_
     with Journal(Path(journal_dir) / "journal.jsonl") as journal:
         wanted = items[items["query_error"] == ""]
         urls = list(dict.fromkeys(wanted["url"]))  # a URL listed twice is fetched once
-        todo = [u for u in urls if journal.get(u, kind) is None]
+        todo = [u for u in urls if _to_check(journal, u, kind)]
 
         if scheduler:
             _fetch_on_cluster(todo, kind, fetch, out_dir / "tmp", blobs, validate, workers, journal, len(urls),
                               progress, scheduler, shard_items)
         else:
             def work(url) -> int:
-                journal.add(fetch_and_validate(fetcher, url, kind, blobs, validate))
+                journal.add(_checked(url, lambda: fetch_and_validate(fetcher, url, kind, blobs, validate)))
                 return 1
 
             _run_jobs(todo, work, workers, len(urls), len(urls) - len(todo), progress)

@@ -44,21 +44,26 @@ def _strip_gz(path: Path) -> tuple[str, bool]:
     return path.suffix.lower(), False
 
 
-def _read_text(path: Path, gz: bool) -> str:
-    """A list file's text (UTF-8); anything but a regular file (a FIFO, a device) is refused
-    rather than read, since reading one can block for ever."""
+def _read_bytes(path: Path, gz: bool) -> bytes:
+    """A list file's bytes (decompressed, with a cap); anything but a regular file (a FIFO, a
+    device) is refused rather than read, since reading one can block for ever."""
     if not path.is_file():
         raise ListError(f"{path}: not a regular file")
     if not gz:
-        raw = path.read_bytes()
-    else:
-        try:
-            with gzip.open(path, "rb") as fh:  # read with a cap: a small .gz can hold a huge text
-                raw = fh.read(MAX_LIST_TEXT_BYTES + 1)
-        except (OSError, EOFError) as exc:
-            raise ListError(f"{path}: not a readable gzip file: {exc}") from None
-        if len(raw) > MAX_LIST_TEXT_BYTES:
-            raise ListError(f"{path}: decompresses to more than {MAX_LIST_TEXT_BYTES >> 20} MB")
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as fh:  # read with a cap: a small .gz can hold a huge text
+            raw = fh.read(MAX_LIST_TEXT_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise ListError(f"{path}: not a readable gzip file: {exc}") from None
+    if len(raw) > MAX_LIST_TEXT_BYTES:
+        raise ListError(f"{path}: decompresses to more than {MAX_LIST_TEXT_BYTES >> 20} MB")
+    return raw
+
+
+def _read_text(path: Path, gz: bool) -> str:
+    """A list file's text (UTF-8)."""
+    raw = _read_bytes(path, gz)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -102,12 +107,12 @@ def _read_table(path: Path, class_names: list[str] | None = None) -> pd.DataFram
     suffix, gz = _strip_gz(path)
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(io.BytesIO(_read_bytes(path, gz)) if gz else path)
         text = _read_text(path, gz)
         if not text.strip():
             raise ListError(f"{path}: the list is empty")
         if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+            return _read_jsonl(text, path)
         if suffix == ".json":
             data = json.loads(text)
             if isinstance(data, dict):
@@ -132,6 +137,24 @@ def _read_table(path: Path, class_names: list[str] | None = None) -> pd.DataFram
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
         raise ListError(f"{path}: cannot read as {suffix or 'text'} list: {exc}") from exc
+
+
+def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
+    """One JSON object per line, values as they are (a huge integer stays a Python int: a bad row
+    for the row's own reason, not a list that cannot be read)."""
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise ListError(f"{path}:{n}: cannot read as .jsonl list: {exc}") from None
+        if not isinstance(rec, dict):
+            raise ListError(f"{path}:{n}: cannot read as .jsonl list: each line must be a JSON object, "
+                            f"got {type(rec).__name__}")
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
 
 
 def _expand_mmaction_untrimmed(records: list[dict], base: Path) -> pd.DataFrame:
@@ -287,6 +310,15 @@ def read_target_list(path: str | Path, class_names: list[str]) -> pd.DataFrame:
         raise ListError(f"{path}: cannot read as a target list: {exc}") from exc
     if df.empty:
         raise ListError(f"{path}: the list is empty")
+    df.columns = [str(c) for c in df.columns]
+    # a list column named like one of omni's own (split, item_id, url, status, ...) is carried as list_<name>
+    own = {c: f"list_{c}" for c in df.columns
+           if c in (RESERVED_COLUMNS | {"url", "query", "label_name"}) - {"path", "label"}}
+    for c, new in list(own.items()):
+        while new in df.columns or list(own.values()).count(new) > 1:
+            new = f"list_{new}"
+        own[c] = new
+    df = df.rename(columns=own)
     base = path.parent
     df["path"] = [_resolve_local(_cell_text(p), base) for p in df["path"]]
     df["label_name"] = [_label_to_name(v, class_names, f"{path} row {i}") for i, v in enumerate(df["label"])]

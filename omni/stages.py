@@ -309,6 +309,27 @@ def _target_files_fingerprint(cfg: Config) -> str:
     return h.hexdigest()
 
 
+def _source_files_fingerprint(cfg: Config, src: SourceConfig) -> str:
+    """The local files a crawl list names (plain paths, ``file://``), by path and content, like
+    the target clips': a file replaced in place re-runs its source, a copy with new timestamps
+    does not. Remote URLs are not fetched for a key (the downloads journal keeps them)."""
+    from .fetch import local_path
+    from .lists import read_crawl_list
+
+    try:
+        urls = read_crawl_list(src.list, cfg.class_names(), src.url_column, src.query_column, src.query)["url"]
+    except Exception as exc:  # the stage itself reports the bad list
+        return "unreadable: " + str(exc)[:200]
+    h = hashlib.sha256()
+    memo = cache.HashMemo(Path(cfg.workdir) / cache.HASH_MEMO, max_bytes=cfg.ingest.max_bytes)
+    for url in dict.fromkeys(urls):
+        path = local_path(url)
+        if path is not None:
+            h.update(f"{url}:{memo.fingerprint(path)}".encode())
+    memo.save()
+    return h.hexdigest()
+
+
 def user_files(cfg: Config, unit: str) -> dict:
     """Fingerprints of the user's files a unit reads (content hashes)."""
     stage, _, part = unit.partition("/")
@@ -318,7 +339,8 @@ def user_files(cfg: Config, unit: str) -> dict:
         return {"target_train": cache.fingerprint_path(cfg.target.train),
                 "target_val": cache.fingerprint_path(cfg.target.val),
                 "target_files": _target_files_fingerprint(cfg)}
-    return {"list": cache.fingerprint_path(_source(cfg, part).list)}
+    src = _source(cfg, part)
+    return {"list": cache.fingerprint_path(src.list), "local_files": _source_files_fingerprint(cfg, src)}
 
 
 class Keys:

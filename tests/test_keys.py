@@ -344,3 +344,29 @@ def test_soft_targets_rekey_only_the_second_rounds_student_and_only_with_a_secon
     # no source of those kinds, or a weight of 0: the same training, the same key
     none = _keys(_cfg(_set(base, "train.soft_target_weight", 0.0)))
     assert _keys(_cfg(_set(base, "train.soft_target_kinds", []))) == none
+
+
+def test_local_files_of_a_crawl_list_are_keyed_by_content(tmp_path):
+    """A web video list of local files: a file replaced in place re-keys its source (and only
+    it); the same bytes with new timestamps do not."""
+    import os
+
+    d = tmp_path
+    for name in ("t.mp4", "v.mp4", "w1.mp4", "w2.jpg"):
+        (d / name).write_bytes(b"bytes of " + name.encode())
+    (d / "train.csv").write_text(f"path,label\n{d / 't.mp4'},a\n")
+    (d / "val.csv").write_text(f"path,label\n{d / 'v.mp4'},b\n")
+    (d / "vid.csv").write_text("url,query\nw1.mp4,a\nhttp://example.com/x.mp4,b\n")
+    (d / "img.csv").write_text("url,query\nw2.jpg,a\n")
+    (d / "w").mkdir()
+    data = {"workdir": str(d / "w"), "classes": ["a", "b"],
+            "target": {"train": str(d / "train.csv"), "val": str(d / "val.csv")},
+            "sources": [{"name": "vid", "kind": "video", "list": str(d / "vid.csv")},
+                        {"name": "img", "kind": "image", "list": str(d / "img.csv")}]}
+    before = _keys(_cfg(data))
+    os.utime(d / "w1.mp4", ns=(1_000_000_123, 1_000_000_123))
+    assert _keys(_cfg(data)) == before
+    (d / "w1.mp4").write_bytes(b"a val clip now")
+    after = _keys(_cfg(data))
+    assert after["ingest/vid"] != before["ingest/vid"] and after["extract/vid"] != before["extract/vid"]
+    assert after["ingest/img"] == before["ingest/img"] and after["ingest/target"] == before["ingest/target"]

@@ -195,3 +195,56 @@ def test_no_usable_target_train_clip_is_a_stage_error_not_a_traceback(tmp_path, 
     assert "omni: error: no usable target training clips" in err and "Traceback" not in err
     reasons = pd.read_parquet(tmp_path / "work" / "ingest" / "target" / "targets.parquet")
     assert (reasons.loc[reasons["split"] == "train", "status"] == "failed").all()
+
+
+def test_files_replaced_in_place_are_checked_again_and_target_lists_may_name_omnis_columns(tmp_path, tiny_world):
+    """A user's target CSV with its own split/item_id/url columns ingests; a web video replaced in
+    place by a copy of a val clip is found as a leak on the next run (not trusted from the first
+    run's record); a target clip that was broken and is now fixed is checked again."""
+    import shutil
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    train = world / "target" / "train.csv"
+    rows = train.read_text().splitlines()
+    train.write_text("\n".join([rows[0] + ",split,item_id,url"] +
+                               [f"{r},train,{i},https://example.com/{i}" for i, r in enumerate(rows[1:])]) + "\n")
+    broken = world / "target" / "train" / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    with open(train, "a") as fh:
+        fh.write("train/broken.mp4,0,train,99,https://example.com/99\n")
+    cfg = write_config(tmp_path, world)
+    assert main(["ingest", "--no-prefect", str(cfg)]) == 0
+    work = tmp_path / "work" / "ingest"
+    targets = pd.read_parquet(work / "target" / "targets.parquet")
+    assert {"list_split", "list_item_id", "list_url"} <= set(targets.columns)
+    assert targets.loc[targets["path"] == str(broken), "status"].tolist() == ["failed"]
+    web = pd.read_parquet(work / "web_videos" / "items.parquet")
+    victim = web[web["status"] == "ok"].iloc[0]
+    val_clip = targets[(targets["split"] == "val") & (targets["status"] == "ok")]["path"].iloc[0]
+
+    shutil.copyfile(val_clip, victim["path"])  # the crawl's file replaced by a val clip
+    shutil.copyfile(targets[(targets["split"] == "train") & (targets["status"] == "ok")]["path"].iloc[0], broken)
+    assert main(["ingest", "--no-prefect", str(cfg)]) == 0
+    web = pd.read_parquet(work / "web_videos" / "items.parquet").set_index("item_id")
+    assert web.at[victim["item_id"], "status"] == "leak" and web.at[victim["item_id"], "leak_of"] == val_clip
+    targets = pd.read_parquet(work / "target" / "targets.parquet")
+    assert targets.loc[targets["path"] == str(broken), "status"].tolist() == ["ok"]
+
+
+def test_list_formats_the_readme_names_and_odd_values_in_extra_columns(tmp_path):
+    rows = pd.DataFrame({"url": ["http://h/1.jpg", "http://h/2.jpg"], "query": ["run", "jump"]})
+    buf = io.BytesIO()
+    rows.to_parquet(buf)
+    _file(tmp_path, "l.parquet.gz", gzip.compress(buf.getvalue()))
+    assert read_crawl_list(tmp_path / "l.parquet.gz", CLASSES)["query"].tolist() == ["run", "jump"]
+    big = 10 ** 30
+    jsonl = _file(tmp_path, "l.jsonl", f'{{"url": "http://h/1.jpg", "query": "run", "views": {big}}}\n'
+                                       f'{{"url": "http://h/2.jpg", "query": {big}, "views": 3}}\n'
+                                       '{"url": "http://h/3.jpg", "query": "jump", "meta": {"k": 1}, "views": null}\n')
+    df = read_crawl_list(jsonl, CLASSES)
+    assert df["query_error"][0] == "" and "out of range" in df["query_error"][1] and df["query"][2] == "jump"
+    write_parquet_atomic(df, tmp_path / "items.parquet")  # what ingest writes: extra columns carried as text
+    back = pd.read_parquet(tmp_path / "items.parquet")
+    assert back["views"].tolist()[:2] == [str(big), "3"] and pd.isna(back["views"][2])  # missing stays missing
+    assert back["meta"].isna().tolist() == [True, True, False] and back["meta"][2] == '{"k": 1}'
