@@ -329,7 +329,7 @@ def read_target_list(path: str | Path, class_names: list[str]) -> pd.DataFrame:
 def _read_target_table(path: Path) -> pd.DataFrame:
     suffix, gz = _strip_gz(path)
     if suffix == ".parquet":
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(io.BytesIO(_read_bytes(path, gz)) if gz else path)
         _require_columns(df, path)
         return df
     text = _read_text(path, gz)

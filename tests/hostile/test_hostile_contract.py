@@ -48,6 +48,8 @@ def test_a_parquet_target_list_is_read(tmp_path):
     pd.DataFrame({"path": ["a.mp4", "b.mp4"], "label": ["run", "1"]}).to_parquet(tmp_path / "t.parquet")
     df = read_target_list(tmp_path / "t.parquet", CLASSES)
     assert df["label_name"].tolist() == ["run", "jump"] and df["path"][0] == str(tmp_path / "a.mp4")
+    _file(tmp_path, "t.parquet.gz", gzip.compress((tmp_path / "t.parquet").read_bytes()))
+    assert read_target_list(tmp_path / "t.parquet.gz", CLASSES)["label_name"].tolist() == ["run", "jump"]
 
 
 def test_a_superscript_digit_query_is_a_row_reason_not_a_crash(tmp_path):
