@@ -139,13 +139,40 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
         _run_jobs(todo, work, workers, len(targets), len(targets) - len(todo), progress)
         out = _attach_records(targets.rename(columns={"path": "url"}), journal, "url", "kind", with_thumbs=True)
     out["path"] = out["url"]
-    out = out.drop(columns=["url"])
+    out = mark_target_copies(out.drop(columns=["url"]))
     write_parquet_atomic(out, out_dir / "targets.parquet")
     stats = {f"{sp}/{st}": int(n) for (sp, st), n in out.groupby(["split", "status"]).size().items()}
     stats["checked_this_run"] = len(todo)
     stats["elapsed_s"] = round(time.time() - started, 3)
     write_json_atomic(out_dir / "stats.json", stats)
     return stats
+
+
+def mark_target_copies(targets: pd.DataFrame) -> pd.DataFrame:
+    """The same bytes twice in the target set: a train clip that is also a val clip is ``leak``
+    (training on it would inflate every accuracy omni reports), a second copy within a split is
+    ``duplicate`` (learned or scored twice otherwise). The first val copy, then the first train
+    copy, is kept; a log line says how many."""
+    targets = targets.copy()
+    ok = (targets["status"] == "ok") & targets["sha256"].notna() & (targets["sha256"] != "")
+    val = targets[ok & (targets["split"] == "val")]
+    val_first = dict(zip(val["sha256"][~val["sha256"].duplicated()], val["path"][~val["sha256"].duplicated()]))
+    in_val = ok & (targets["split"] == "train") & targets["sha256"].isin(val_first)
+    targets.loc[in_val, "status"] = "leak"
+    targets.loc[in_val, "reason"] = ["same bytes as val clip " + val_first[h] + ": a train/val overlap, not trained on"
+                                     for h in targets.loc[in_val, "sha256"]]
+    n_dup = 0
+    for split in ("val", "train"):
+        rows = targets[ok & ~in_val & (targets["split"] == split)]
+        again = rows.index[rows["sha256"].duplicated().to_numpy()]
+        first = dict(zip(rows["sha256"][~rows["sha256"].duplicated()], rows["path"][~rows["sha256"].duplicated()]))
+        targets.loc[again, "status"] = "duplicate"
+        targets.loc[again, "reason"] = [f"same bytes as {split} clip {first[h]}" for h in targets.loc[again, "sha256"]]
+        n_dup += len(again)
+    if in_val.any() or n_dup:
+        log.warning("target set: %d train clip(s) also in val (left out of training), %d repeated clip(s) "
+                    "(counted once); see ingest/target/targets.parquet", int(in_val.sum()), n_dup)
+    return targets
 
 
 def _fetch_on_cluster(todo: list[str], kind: str, fetch: FetchOptions, tmp: Path, blobs: Path,

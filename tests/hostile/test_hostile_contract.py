@@ -226,7 +226,7 @@ def test_files_replaced_in_place_are_checked_again_and_target_lists_may_name_omn
     val_clip = targets[(targets["split"] == "val") & (targets["status"] == "ok")]["path"].iloc[0]
 
     shutil.copyfile(val_clip, victim["path"])  # the crawl's file replaced by a val clip
-    shutil.copyfile(targets[(targets["split"] == "train") & (targets["status"] == "ok")]["path"].iloc[0], broken)
+    shutil.copyfile(web[web["status"] == "ok"].iloc[1]["path"], broken)  # a good clip now
     assert main(["ingest", "--no-prefect", str(cfg)]) == 0
     web = pd.read_parquet(work / "web_videos" / "items.parquet").set_index("item_id")
     assert web.at[victim["item_id"], "status"] == "leak" and web.at[victim["item_id"], "leak_of"] == val_clip
@@ -250,3 +250,14 @@ def test_list_formats_the_readme_names_and_odd_values_in_extra_columns(tmp_path)
     back = pd.read_parquet(tmp_path / "items.parquet")
     assert back["views"].tolist()[:2] == [str(big), "3"] and pd.isna(back["views"][2])  # missing stays missing
     assert back["meta"].isna().tolist() == [True, True, False] and back["meta"][2] == '{"k": 1}'
+
+
+def test_a_target_set_with_a_train_val_overlap_and_repeats():
+    from omni.ingest import mark_target_copies
+
+    t = pd.DataFrame({"split": ["train", "train", "train", "val", "val", "train"],
+                      "path": ["a", "b", "c", "v", "w", "d"], "status": ["ok", "ok", "ok", "ok", "ok", "failed"],
+                      "reason": [""] * 5 + ["not found"], "sha256": ["h1", "h2", "h1", "h2", "h2", None]})
+    out = mark_target_copies(t)
+    assert out["status"].tolist() == ["ok", "leak", "duplicate", "ok", "duplicate", "failed"]
+    assert out["reason"][1].startswith("same bytes as val clip v") and out["reason"][2] == "same bytes as train clip a"
