@@ -83,6 +83,9 @@ def report_table(rep: dict, extra: dict | None = None) -> str:
         if {"baseline", "omnisource"} <= set(rep["runs"]):
             d = rep["runs"]["omnisource"]["top1"] - rep["runs"]["baseline"]["top1"]
             lines.append(f"web data worth: {d * 100:+.1f} points top-1")
+    if not lines:
+        lines.append(f"nothing to report yet in {rep['workdir']}: no manifest, teacher or evaluation for this "
+                     "config (run `omni run CONFIG`)")
     return "\n".join(lines)
 
 
