@@ -34,7 +34,7 @@ def stat_fingerprint(path: str | Path) -> str:
     try:
         st = os.stat(path)
         return f"{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return "missing"
 
 

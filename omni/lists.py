@@ -143,7 +143,8 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
     """One JSON object per line, values as they are (a huge integer stays a Python int: a bad row
     for the row's own reason, not a list that cannot be read)."""
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # lines end at \n only: U+2028, U+0085 and friends are legal raw inside a JSON string
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -49,7 +49,8 @@ Progress = Callable[[int, int], None]
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
 VERSIONS = {"ingest": 4, "extract": 3, "teacher": 3, "score": 2, "filter": 2, "manifest": 2, "train": 3,
             "evaluate": 3}
-FETCH_VERSION = 2  # the downloads journal: bump only when what a fetch records changes
+FETCH_VERSION = 3  # the downloads journal: bump only when what a fetch records changes
+# (3: images and frames under 16 px refused, rotated videos' shown size and thumbnails, TS/WebM measured from packets)
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
 RUNS = ("baseline", "first_round", "omnisource")
 RANKED_STAGES = frozenset({"teacher", "score", "train"})  # under torchrun every rank works on these
@@ -309,24 +310,37 @@ def _target_files_fingerprint(cfg: Config) -> str:
     return h.hexdigest()
 
 
-def _source_files_fingerprint(cfg: Config, src: SourceConfig) -> str:
-    """The local files a crawl list names (plain paths, ``file://``), by path and content, like
-    the target clips': a file replaced in place re-runs its source, a copy with new timestamps
-    does not. Remote URLs are not fetched for a key (the downloads journal keeps them)."""
+_LOCAL_PATHS: dict[tuple, list[str]] = {}  # per process: a crawl list's local file paths, by the list's content
+
+
+def source_local_paths(cfg: Config, src: SourceConfig) -> list[str]:
+    """The local files a crawl list names (plain paths, ``file://``), read once per process for
+    each content of the list (a long list is parsed once, not once per key). Raises ListError
+    for a list that cannot be read."""
     from .fetch import local_path
     from .lists import read_crawl_list
 
-    try:
+    memo_key = (str(src.list), cache.fingerprint_path(src.list), src.url_column, src.query_column, src.query,
+                tuple(cfg.class_names()))
+    if memo_key not in _LOCAL_PATHS:
         urls = read_crawl_list(src.list, cfg.class_names(), src.url_column, src.query_column, src.query)["url"]
+        found = (local_path(u) for u in dict.fromkeys(urls))
+        _LOCAL_PATHS[memo_key] = [p for p in found if p is not None]
+    return _LOCAL_PATHS[memo_key]
+
+
+def _source_files_fingerprint(cfg: Config, src: SourceConfig) -> str:
+    """The local files a crawl list names, by path, size and mtime: a file replaced (or touched)
+    re-runs its source. Only stat: a crawl list is untrusted, and nothing it names is read for a
+    key (the fetcher reads what ``ingest.local_roots`` allows; remote URLs are the downloads
+    journal's)."""
+    try:
+        paths = source_local_paths(cfg, src)
     except Exception as exc:  # the stage itself reports the bad list
         return "unreadable: " + str(exc)[:200]
     h = hashlib.sha256()
-    memo = cache.HashMemo(Path(cfg.workdir) / cache.HASH_MEMO, max_bytes=cfg.ingest.max_bytes)
-    for url in dict.fromkeys(urls):
-        path = local_path(url)
-        if path is not None:
-            h.update(f"{url}:{memo.fingerprint(path)}".encode())
-    memo.save()
+    for path in paths:
+        h.update(f"{path}:{cache.stat_fingerprint(path)}\n".encode())
     return h.hexdigest()
 
 
@@ -995,14 +1009,14 @@ def check_config(cfg: Config) -> None:
     that cannot be read at all): class names, workdir, each model's arch and pretrained file,
     and every target and crawl list (a bad row of a crawl list is not an error: ingest records
     its reason)."""
-    from .lists import read_crawl_list, read_target_list
+    from .lists import read_target_list
     from .models import arch_problem
 
     names = cfg.class_names()
     if Path(cfg.workdir).exists() and not Path(cfg.workdir).is_dir():
         raise ConfigError(f"workdir {cfg.workdir} is a file, not a folder")
-    for where, m in (("teacher.image", cfg.teacher.image), ("teacher.video", cfg.teacher.video),
-                     ("train.model", cfg.train.model)):
+    used = [(f"teacher.{k}", getattr(cfg.teacher, k)) for k in teacher_kinds(cfg)] + [("train.model", cfg.train.model)]
+    for where, m in used:
         problem = arch_problem(m.arch)
         if problem:
             raise ConfigError(f"{where}.arch: {problem}")
@@ -1015,4 +1029,4 @@ def check_config(cfg: Config) -> None:
         if folder.is_dir() and Path(cfg.workdir).resolve().is_relative_to(folder.resolve()):
             raise ConfigError(f"workdir {cfg.workdir} is inside the folder of source {src.name!r}'s lists "
                               f"({folder}): omni's own files would be read as crawl lists; put it elsewhere")
-        read_crawl_list(src.list, names, src.url_column, src.query_column, src.query)
+        source_local_paths(cfg, src)  # reads the list (and keeps what the keys need from it)

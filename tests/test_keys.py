@@ -347,8 +347,8 @@ def test_soft_targets_rekey_only_the_second_rounds_student_and_only_with_a_secon
 
 
 def test_local_files_of_a_crawl_list_are_keyed_by_content(tmp_path):
-    """A web video list of local files: a file replaced in place re-keys its source (and only
-    it); the same bytes with new timestamps do not."""
+    """A web video list of local files: a file replaced in place (or touched: only its stat is
+    read, never an untrusted list's files) re-keys its source, and only it."""
     import os
 
     d = tmp_path
@@ -364,8 +364,8 @@ def test_local_files_of_a_crawl_list_are_keyed_by_content(tmp_path):
             "sources": [{"name": "vid", "kind": "video", "list": str(d / "vid.csv")},
                         {"name": "img", "kind": "image", "list": str(d / "img.csv")}]}
     before = _keys(_cfg(data))
-    os.utime(d / "w1.mp4", ns=(1_000_000_123, 1_000_000_123))
     assert _keys(_cfg(data)) == before
+    os.utime(d / "w1.mp4", ns=(1_000_000_123, 1_000_000_123))
     (d / "w1.mp4").write_bytes(b"a val clip now")
     after = _keys(_cfg(data))
     assert after["ingest/vid"] != before["ingest/vid"] and after["extract/vid"] != before["extract/vid"]

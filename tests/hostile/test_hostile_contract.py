@@ -261,3 +261,12 @@ def test_a_target_set_with_a_train_val_overlap_and_repeats():
     out = mark_target_copies(t)
     assert out["status"].tolist() == ["ok", "leak", "duplicate", "ok", "duplicate", "failed"]
     assert out["reason"][1].startswith("same bytes as val clip v") and out["reason"][2] == "same bytes as train clip a"
+
+
+def test_jsonl_titles_with_unicode_line_separators_are_read(tmp_path):
+    import json
+
+    rows = [{"url": "http://h/1.jpg", "query": "run", "title": "a\u2028b\u0085c"}, {"url": "http://h/2.jpg", "query": 1}]
+    p = _file(tmp_path, "l.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n")
+    df = read_crawl_list(p, CLASSES)
+    assert df["title"][0] == "a\u2028b\u0085c" and df["query"].tolist() == ["run", "jump"]
