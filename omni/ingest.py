@@ -155,19 +155,18 @@ def mark_target_copies(targets: pd.DataFrame) -> pd.DataFrame:
     copy, is kept; a log line says how many."""
     targets = targets.copy()
     ok = (targets["status"] == "ok") & targets["sha256"].notna() & (targets["sha256"] != "")
-    val = targets[ok & (targets["split"] == "val")]
-    val_first = dict(zip(val["sha256"][~val["sha256"].duplicated()], val["path"][~val["sha256"].duplicated()]))
-    in_val = ok & (targets["split"] == "train") & targets["sha256"].isin(val_first)
+    first_val = targets[ok & (targets["split"] == "val")].drop_duplicates("sha256").set_index("sha256")["path"]
+    in_val = ok & (targets["split"] == "train") & targets["sha256"].isin(first_val.index)
     targets.loc[in_val, "status"] = "leak"
-    targets.loc[in_val, "reason"] = ["same bytes as val clip " + val_first[h] + ": a train/val overlap, not trained on"
-                                     for h in targets.loc[in_val, "sha256"]]
+    targets.loc[in_val, "reason"] = ("same bytes as val clip " + targets.loc[in_val, "sha256"].map(first_val)
+                                     + ": a train/val overlap, not trained on")
     n_dup = 0
     for split in ("val", "train"):
         rows = targets[ok & ~in_val & (targets["split"] == split)]
+        first = rows.drop_duplicates("sha256").set_index("sha256")["path"]
         again = rows.index[rows["sha256"].duplicated().to_numpy()]
-        first = dict(zip(rows["sha256"][~rows["sha256"].duplicated()], rows["path"][~rows["sha256"].duplicated()]))
         targets.loc[again, "status"] = "duplicate"
-        targets.loc[again, "reason"] = [f"same bytes as {split} clip {first[h]}" for h in targets.loc[again, "sha256"]]
+        targets.loc[again, "reason"] = f"same bytes as {split} clip " + targets.loc[again, "sha256"].map(first)
         n_dup += len(again)
     if in_val.any() or n_dup:
         log.warning("target set: %d train clip(s) also in val (left out of training), %d repeated clip(s) "

@@ -234,12 +234,14 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
-def _rename_reserved(df: pd.DataFrame) -> pd.DataFrame:
+def _rename_reserved(df: pd.DataFrame, keep: frozenset = frozenset({"row_error"}),
+                     also: frozenset = frozenset()) -> pd.DataFrame:
     """A list column named like one of omni's own (or ``url``/``query`` when other columns play
-    those parts) is carried as ``list_<name>`` (``list_list_<name>`` if that is taken too)."""
+    those parts, or one of ``also``), but not one of ``keep``, is carried as ``list_<name>``
+    (``list_list_<name>`` if that is taken too)."""
     renames = {}
     for col in df.columns:
-        if col in RESERVED_COLUMNS | {"url", "query"} and col != "row_error":
+        if col in RESERVED_COLUMNS | {"url", "query"} | also and col not in keep:
             new = f"list_{col}"
             while new in df.columns or new in renames.values():
                 new = f"list_{new}"
@@ -313,13 +315,7 @@ def read_target_list(path: str | Path, class_names: list[str]) -> pd.DataFrame:
         raise ListError(f"{path}: the list is empty")
     df.columns = [str(c) for c in df.columns]
     # a list column named like one of omni's own (split, item_id, url, status, ...) is carried as list_<name>
-    own = {c: f"list_{c}" for c in df.columns
-           if c in (RESERVED_COLUMNS | {"url", "query", "label_name"}) - {"path", "label"}}
-    for c, new in list(own.items()):
-        while new in df.columns or list(own.values()).count(new) > 1:
-            new = f"list_{new}"
-        own[c] = new
-    df = df.rename(columns=own)
+    df = _rename_reserved(df, keep=frozenset({"path", "label"}), also=frozenset({"label_name"}))
     base = path.parent
     df["path"] = [_resolve_local(_cell_text(p), base) for p in df["path"]]
     df["label_name"] = [_label_to_name(v, class_names, f"{path} row {i}") for i, v in enumerate(df["label"])]
