@@ -5,8 +5,8 @@
 # Writes $OUT/gpu.txt (the card), $OUT/{r3d,c3d}/{runs.jsonl,table.md} and $OUT/log.txt.
 #   WORLD   zoo world (default c12_t10_n30: 12 classes x 10 target clips, the most data)
 #   SEEDS   comma list (default 0)
-#   CACHE_R3D, CACHE_C3D   worlds + workdirs (a cache prepared elsewhere is reused: ingest and
-#                          extract are cache hits when the settings match)
+#   CACHE_R3D, CACHE_C3D   worlds + workdirs, outside $OUT (a cache prepared elsewhere is reused:
+#                          ingest and extract are cache hits when the settings match)
 #   UNFILTERED=1           also the r3d_18 student of the unfiltered crawl
 # Usage: bash benchmarks/gpu_learning_quality.sh   (after `bash scripts/setup.sh`; nothing is downloaded)
 set -euo pipefail
@@ -15,8 +15,8 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-/tmp/omni-gpu-lq}
 WORLD=${WORLD:-c12_t10_n30}
 SEEDS=${SEEDS:-0}
-CACHE_R3D=${CACHE_R3D:-$OUT/cache_r3d}
-CACHE_C3D=${CACHE_C3D:-$OUT/cache_c3d}
+CACHE_R3D=${CACHE_R3D:-/tmp/omni-gpu-lq-cache-r3d}
+CACHE_C3D=${CACHE_C3D:-/tmp/omni-gpu-lq-cache-c3d}
 mkdir -p "$OUT/r3d" "$OUT/c3d"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 GPU=(--set train.amp=auto --set train.loader_workers=6 --set train.threads=8 --set evaluate.batch_size=64)
