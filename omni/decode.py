@@ -42,6 +42,20 @@ def evenly_spaced(windows: list[Window], k: int) -> list[Window]:
     return [windows[round(i * step)] for i in range(k)]
 
 
+def video_stream(container):
+    """The container's main video stream, as ffmpeg picks it (``av_find_best_stream``): a cover
+    image (an attached picture, or a one-frame MJPEG track ahead of the film in a Matroska file)
+    is passed over. ``None`` when the file holds no video stream but a cover image."""
+    import av
+
+    if not container.streams.video:
+        return None
+    stream = container.streams.best("video") or container.streams.video[0]
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        return None
+    return stream
+
+
 def frame_times(path: str | Path, limit_s: float | None = None) -> list[float] | None:
     """Sorted timestamps (seconds from the first frame) of the video frames that the file really
     holds, read from packet headers without decoding; ``None`` when they cannot be read."""
@@ -49,7 +63,9 @@ def frame_times(path: str | Path, limit_s: float | None = None) -> list[float] |
 
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)
+            if stream is None:
+                return None
             base = stream.time_base
             start = float(stream.start_time * base) if stream.start_time is not None else 0.0
             times = []
@@ -101,7 +117,9 @@ def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.
     targets = sorted((t, wi, k) for wi, w in enumerate(windows) for k, t in enumerate(sample_times(w, n)))
     out: list[list[np.ndarray | None]] = [[None] * n for _ in windows]
     with av.open(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            raise DecodeError("no video stream")
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         size = None
@@ -165,7 +183,13 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
     if shutil.which("ffmpeg") is None:
         raise DecodeError("the ffmpeg executable is not installed")
     info = ffmpeg.probe(path)
-    vs = next(s for s in info["streams"] if s["codec_type"] == "video")
+    films = [s for s in info["streams"] if s["codec_type"] == "video"
+             and not (s.get("disposition") or {}).get("attached_pic")]
+    if not films:
+        raise DecodeError("no video stream")
+    vs = max(films, key=lambda s: (s["index"] == _best_video_index(path), int(s.get("nb_frames") or 0),
+                                   bool((s.get("disposition") or {}).get("default")),
+                                   s.get("codec_name") not in _STILL_CODECS, float(s.get("duration") or 0)))
     width, height = int(vs["width"]), int(vs["height"])
     rotation = next((d.get("rotation") for d in vs.get("side_data_list", []) if "rotation" in d),
                     (vs.get("tags") or {}).get("rotate", 0))
@@ -174,7 +198,7 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
     size = scaled_size(width, height, short_side)
     num, den = (vs.get("avg_frame_rate") or "25/1").split("/")
     fps = float(num) / float(den or 1) if float(num) else 25.0
-    raw, _ = (ffmpeg.input(path).filter("scale", size[0], size[1], flags="area")
+    raw, _ = (ffmpeg.input(path)[str(vs["index"])].filter("scale", size[0], size[1], flags="area")
               .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough")
               .run(capture_stdout=True, capture_stderr=True, quiet=True))
     frames = np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
@@ -182,6 +206,21 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
         raise DecodeError("no frame decodes")
     last = len(frames) - 1
     return [np.stack([frames[min(last, int(t * fps))] for t in sample_times(w, n)]) for w in windows]
+
+
+_STILL_CODECS = {"mjpeg", "png", "bmp", "webp", "gif", "tiff"}
+
+
+def _best_video_index(path: str) -> int | None:
+    """PyAV's pick of the main video stream (``video_stream``), where PyAV opens the file."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = video_stream(container)
+            return None if stream is None else stream.index
+    except Exception:  # ffmpeg is the fallback for files PyAV refuses: its own probe decides
+        return None
 
 
 _BACKENDS = {"pyav": _pyav, "decord": _decord, "ffmpeg": _ffmpeg}

@@ -23,6 +23,7 @@ from .fetch import Fetcher, FetchOptions, local_signature
 from .ingest_stats import source_stats
 from .journal import Journal
 from .lists import read_crawl_list, read_target_list
+from .media import CHECKS_VERSION
 from .validate import ValidateOptions, fetch_and_validate, validate_target
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,13 @@ def _run_jobs(jobs: list, work: Callable, workers: int, total: int, already: int
 
 
 def _to_check(journal: Journal, url: str, kind: str) -> bool:
-    """Whether a URL needs fetching and checking: never seen, or a local file that changed (or
-    appeared, or went) since its record was made."""
+    """Whether a URL needs fetching and checking: never seen, a local file that changed (or
+    appeared, or went) since its record was made, or a file that older media checks refused
+    (``media.CHECKS_VERSION``; a download that failed is not retried for that)."""
     rec = journal.get(url, kind)
     if rec is None:
+        return True
+    if rec.get("status") == "failed" and rec.get("sha256") and rec.get("checks", 1) < CHECKS_VERSION:
         return True
     now = local_signature(url)
     return now is not None and rec.get("local_stat") != now

@@ -16,6 +16,10 @@ EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bm
               "avif": ".avif", "mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv",
               "flv": ".flv", "mpeg-ts": ".ts", "mpeg-ps": ".mpg", "3gp": ".3gp", "ogg": ".ogv"}
 DEFAULT_MAX_VIDEO_PIXELS = 7680 * 4320  # 8K UHD frames
+# The media checks' version, kept in each downloads-journal record they judged: raise it when a
+# check comes to accept files it refused before, and a workdir's earlier refusals are judged again
+# (2: a cover-image track ahead of the film is passed over, no longer read as a truncated video).
+CHECKS_VERSION = 2
 MAX_HEAD_FRAMES = 1000  # frames decoded from the start of a short video before checking its end instead
 
 
@@ -268,15 +272,15 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
     """
     import av
 
-    from .decode import frame_times, quarter_turns
+    from .decode import frame_times, quarter_turns, video_stream
 
     if file_type not in VIDEO_TYPES:
         raise MediaError(f"not a video: {file_type}")
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError("no video stream")
-            stream = container.streams.video[0]
+            stream = video_stream(container)
+            if stream is None:
+                raise MediaError("no video stream" + (" (only a cover image)" if container.streams.video else ""))
             _check_frame_size(stream.codec_context.width, stream.codec_context.height, max_pixels)
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
             duration = _duration_s(container, stream)

@@ -17,9 +17,13 @@ def detect_shots(path: str | Path, threshold: float = 0.5, min_shot_s: float = 0
     between consecutive frames exceeds ``threshold`` (0..2 scale, halved to 0..1)."""
     import av
 
+    from .decode import video_stream
+
     cuts, times, prev = [0.0], [], None
     with av.open(str(path)) as c:
-        s = c.streams.video[0]
+        s = video_stream(c)
+        if s is None:
+            return []
         s.thread_type = "AUTO"
         t0 = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
         for f in c.decode(s):

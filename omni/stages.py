@@ -47,7 +47,7 @@ log = logging.getLogger("omni")
 Progress = Callable[[int, int], None]
 
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
-VERSIONS = {"ingest": 4, "extract": 3, "teacher": 3, "score": 2, "filter": 2, "manifest": 2, "train": 3,
+VERSIONS = {"ingest": 5, "extract": 3, "teacher": 3, "score": 2, "filter": 2, "manifest": 2, "train": 3,
             "evaluate": 3}
 FETCH_VERSION = 3  # the downloads journal: bump only when what a fetch records changes
 # (3: images and frames under 16 px refused, rotated videos' shown size and thumbnails, TS/WebM measured from packets)

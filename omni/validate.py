@@ -14,7 +14,7 @@ import numpy as np
 from . import leak
 from .blobs import store_download, store_resized_jpeg
 from .fetch import Fetcher
-from .media import EXTENSIONS, IMAGE_TYPES, MediaError, check_image, check_video, sniff_file
+from .media import CHECKS_VERSION, EXTENSIONS, IMAGE_TYPES, MediaError, check_image, check_video, sniff_file
 
 THUMB_SIDE = 48
 
@@ -56,6 +56,7 @@ def fetch_and_validate(fetcher: Fetcher, url: str, kind: str, blobs: Path, opts:
     if not got.ok:
         rec.update(status="failed", reason=got.reason)
         return rec
+    rec["checks"] = CHECKS_VERSION
     try:
         ftype = sniff_file(got.path)
         rec["file_type"] = ftype
@@ -96,6 +97,7 @@ def validate_target(fetcher: Fetcher, path: str, val: bool, max_video_pixels: in
     if not got.ok:
         rec.update(status="failed", reason=got.reason)
         return rec
+    rec["checks"] = CHECKS_VERSION
     try:
         checked = got.path  # the resolved path the fetcher checked
         ftype = sniff_file(checked)

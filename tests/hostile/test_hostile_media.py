@@ -2,6 +2,7 @@
 in duration. Every case gives the right answer or a clear reason, in bounded time."""
 import io
 import os
+import shutil
 import struct
 import zlib
 from fractions import Fraction
@@ -277,3 +278,46 @@ def test_a_live_webm_without_a_duration_is_measured_from_its_packets(tmp_path):
                         "-c:v", "libvpx", "-f", "webm", "-"], stdout=out, check=True)
     info = check_video(path, sniff_file(path))
     assert 5.5 < info.duration_s < 6.5
+
+
+def _cover_first_mkv(path, frames=50, size=(64, 48)):
+    """A Matroska file whose first video track is a one-frame MJPEG cover image (red, 96 px), the
+    film (grey, 25 fps) second: the shape a downloader that embeds thumbnails leaves."""
+    import av
+
+    with av.open(str(path), "w", format="matroska") as c:
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 96, 96, "yuvj420p"
+        film = c.add_stream("libx264", rate=25)
+        film.width, film.height, film.pix_fmt = size[0], size[1], "yuv420p"
+        film.options = {"preset": "ultrafast", "threads": "1"}
+        red = av.VideoFrame.from_ndarray(np.tile(np.array([255, 0, 0], np.uint8), (96, 96, 1)), "rgb24")
+        for p in [*cover.encode(red.reformat(format="yuvj420p")), *cover.encode()]:
+            c.mux(p)
+        for i in range(frames):
+            grey = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 100, np.uint8), "rgb24")
+            grey.pts = i
+            for p in film.encode(grey):
+                c.mux(p)
+        for p in film.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_cover_image_track_ahead_of_the_film_is_passed_over(tmp_path):
+    from omni.shots import detect_shots
+
+    path = _cover_first_mkv(tmp_path / "with_cover.mkv")
+    import av
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "mjpeg" and len(c.streams.video) == 2
+    info = check_video(path, "mkv")  # was: "truncated video: frames stop at 0.0s of 2.0s" (the cover)
+    assert (info.width, info.height) == (64, 48) and info.duration_s == pytest.approx(2.0, abs=0.1)
+    assert len(frame_times(path)) == 50
+    assert detect_shots(path) == [(0.0, pytest.approx(2.0, abs=0.05))]
+    backends = ["pyav", "decord"] + (["ffmpeg"] if shutil.which("ffmpeg") else [])
+    for backend in backends:
+        clip = decode_windows(path, [Window(0.0, 2.0)], 4, 48, backend=backend)[0]
+        assert clip.shape[1:] == (48, 64, 3), backend  # the film's size, not the cover's square
+        r, g = clip[..., 0].mean(), clip[..., 1].mean()
+        assert abs(r - 100) < 8 and abs(g - 100) < 8, (backend, r, g)  # the grey film, not the red cover

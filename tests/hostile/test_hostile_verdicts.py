@@ -50,3 +50,49 @@ def test_an_unknown_class_heals_when_the_class_list_is_fixed_and_an_edited_query
     img0 = str(w / "crawl" / "img0.jpg")
     assert items.loc[img0, "status"] == "failed" and items.loc[img0, "label"] == -1
     assert items.loc[img0, "reason"].startswith("unknown query class")
+
+
+def test_a_refusal_by_older_media_checks_is_judged_again(tmp_path):
+    """A workdir's journal holds what an older omni refused (here: a film behind a cover-image
+    track, once read as a truncated video); the next ingest judges that file again, while a
+    download that failed is not fetched again for it."""
+    import json
+    import shutil
+
+    from test_hostile_media import _cover_first_mkv
+
+    from omni.ingest import _to_check
+    from omni.journal import Journal
+
+    w = _world(tmp_path)
+    _cover_first_mkv(w / "crawl" / "film.mkv")
+    shutil.copy(w / "t" / "a0.mp4", w / "crawl" / "plain.mp4")
+
+    def ingest(rows):
+        pd.DataFrame(rows, columns=["url", "query"]).to_csv(w / "crawl" / "videos.csv", index=False)
+        cfg = {"workdir": str(w / "work"), "classes": ["a", "b"],
+               "target": {"train": "t/train.csv", "val": "t/train.csv"},
+               "sources": [{"name": "vids", "kind": "video", "list": "crawl/videos.csv"}],
+               "ingest": {"leak_check": False}}
+        (w / "c.yaml").write_text(yaml.safe_dump(cfg))
+        stages.run_stage(load_config(w / "c.yaml"), "ingest")
+        return pd.read_parquet(w / "work" / "ingest" / "vids" / "items.parquet").set_index("url")
+
+    film = str(w / "crawl" / "film.mkv")
+    items = ingest([("film.mkv", "a")])
+    assert items.loc[film, "status"] == "ok" and items.loc[film, "width"] == 64
+
+    [journal_path] = [p for p in (w / "work").rglob("journal.jsonl") if film in p.read_text()]
+    recs = [json.loads(line) for line in journal_path.read_text().splitlines()]
+    old = [{**{k: v for k, v in r.items() if k not in ("checks", "path", "width", "height")},
+            "status": "failed", "reason": "truncated video: frames stop at 0.0s of 2.0s"}
+           if r["url"] == film else r for r in recs]
+    journal_path.write_text("".join(json.dumps(r) + "\n" for r in old))  # as an older omni left it
+
+    items = ingest([("film.mkv", "a"), ("plain.mp4", "b")])  # an edited list re-runs ingest
+    assert items.loc[film, "status"] == "ok" and items.loc[film, "reason"] == ""
+    with Journal(journal_path) as journal:
+        assert not _to_check(journal, film, "video")  # judged once, not on every run
+        journal.add({"url": "https://example.invalid/x.mp4", "kind": "video", "status": "failed",
+                     "reason": "http 404", "sha256": None})
+        assert not _to_check(journal, "https://example.invalid/x.mp4", "video")
