@@ -18,6 +18,9 @@ class DecodeError(RuntimeError):
     pass
 
 
+_STILL_CODECS = {"mjpeg", "png", "bmp", "webp", "tiff"}  # a track of these beside another is a cover image
+
+
 @dataclass(frozen=True)
 class Window:
     start_s: float
@@ -43,17 +46,21 @@ def evenly_spaced(windows: list[Window], k: int) -> list[Window]:
 
 
 def video_stream(container):
-    """The container's main video stream, as ffmpeg picks it (``av_find_best_stream``): a cover
-    image (an attached picture, or a one-frame MJPEG track ahead of the film in a Matroska file)
-    is passed over. ``None`` when the file holds no video stream but a cover image."""
+    """The container's main video stream: a cover image (an attached picture, or a still-image
+    track such as a one-frame MJPEG ahead of the film in a Matroska file, default flag or not) is
+    passed over while a moving track exists; among the rest, ffmpeg's pick (``av_find_best_stream``).
+    ``None`` when the file holds no video stream but a cover image."""
     import av
 
-    if not container.streams.video:
+    films = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not films:
         return None
-    stream = container.streams.best("video") or container.streams.video[0]
-    if stream.disposition & av.stream.Disposition.attached_pic:
-        return None
-    return stream
+    if len(films) > 1:
+        films = [s for s in films if s.codec_context.name not in _STILL_CODECS and s.frames != 1] or films
+    best = container.streams.best("video")
+    if best is not None and any(best is s or best.index == s.index for s in films):
+        return best
+    return max(films, key=lambda s: (s.frames or 0, bool(s.disposition & av.stream.Disposition.default)))
 
 
 def frame_times(path: str | Path, limit_s: float | None = None) -> list[float] | None:
@@ -187,9 +194,10 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
              and not (s.get("disposition") or {}).get("attached_pic")]
     if not films:
         raise DecodeError("no video stream")
-    vs = max(films, key=lambda s: (s["index"] == _best_video_index(path), int(s.get("nb_frames") or 0),
-                                   bool((s.get("disposition") or {}).get("default")),
-                                   s.get("codec_name") not in _STILL_CODECS, float(s.get("duration") or 0)))
+    pick = _best_video_index(path)
+    vs = max(films, key=lambda s: (s["index"] == pick, s.get("codec_name") not in _STILL_CODECS,
+                                   int(s.get("nb_frames") or 0), bool((s.get("disposition") or {}).get("default")),
+                                   float(s.get("duration") or 0)))
     width, height = int(vs["width"]), int(vs["height"])
     rotation = next((d.get("rotation") for d in vs.get("side_data_list", []) if "rotation" in d),
                     (vs.get("tags") or {}).get("rotate", 0))
@@ -206,9 +214,6 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
         raise DecodeError("no frame decodes")
     last = len(frames) - 1
     return [np.stack([frames[min(last, int(t * fps))] for t in sample_times(w, n)]) for w in windows]
-
-
-_STILL_CODECS = {"mjpeg", "png", "bmp", "webp", "gif", "tiff"}
 
 
 def _best_video_index(path: str) -> int | None:

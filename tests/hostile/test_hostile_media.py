@@ -280,7 +280,7 @@ def test_a_live_webm_without_a_duration_is_measured_from_its_packets(tmp_path):
     assert 5.5 < info.duration_s < 6.5
 
 
-def _cover_first_mkv(path, frames=50, size=(64, 48)):
+def _cover_first_mkv(path, frames=50, size=(64, 48), cover_default=False):
     """A Matroska file whose first video track is a one-frame MJPEG cover image (red, 96 px), the
     film (grey, 25 fps) second: the shape a downloader that embeds thumbnails leaves."""
     import av
@@ -291,6 +291,8 @@ def _cover_first_mkv(path, frames=50, size=(64, 48)):
         film = c.add_stream("libx264", rate=25)
         film.width, film.height, film.pix_fmt = size[0], size[1], "yuv420p"
         film.options = {"preset": "ultrafast", "threads": "1"}
+        if cover_default:  # the cover flagged as the default track, the film not (ffmpeg's own pick is the cover)
+            cover.disposition, film.disposition = av.stream.Disposition.default, av.stream.Disposition(0)
         red = av.VideoFrame.from_ndarray(np.tile(np.array([255, 0, 0], np.uint8), (96, 96, 1)), "rgb24")
         for p in [*cover.encode(red.reformat(format="yuvj420p")), *cover.encode()]:
             c.mux(p)
@@ -304,13 +306,15 @@ def _cover_first_mkv(path, frames=50, size=(64, 48)):
     return path
 
 
-def test_a_cover_image_track_ahead_of_the_film_is_passed_over(tmp_path):
+@pytest.mark.parametrize("cover_default", [False, True])
+def test_a_cover_image_track_ahead_of_the_film_is_passed_over(tmp_path, cover_default):
     from omni.shots import detect_shots
 
-    path = _cover_first_mkv(tmp_path / "with_cover.mkv")
+    path = _cover_first_mkv(tmp_path / "with_cover.mkv", cover_default=cover_default)
     import av
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name == "mjpeg" and len(c.streams.video) == 2
+        assert bool(c.streams.video[0].disposition & av.stream.Disposition.default) == cover_default
     info = check_video(path, "mkv")  # was: "truncated video: frames stop at 0.0s of 2.0s" (the cover)
     assert (info.width, info.height) == (64, 48) and info.duration_s == pytest.approx(2.0, abs=0.1)
     assert len(frame_times(path)) == 50
