@@ -9,6 +9,12 @@
 #                          ingest and extract are cache hits when the settings match)
 #   UNFILTERED=1           also the r3d_18 student of the unfiltered crawl
 # Usage: bash benchmarks/gpu_learning_quality.sh   (after `bash scripts/setup.sh`; nothing is downloaded)
+# On a machine with its own Python and torch but no package index (how the H200 run of 2026-11-28
+# went): download the missing wheels here for its Python (pydantic, pydantic_core, annotated-types,
+# typing-inspection, typing_extensions, av; `pip download --only-binary=:all: --python-version 3.12
+# --platform manylinux_2_28_x86_64 ... -d .whl`), carry .whl, then there:
+#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+#   PY=python3 UNFILTERED=1 bash benchmarks/gpu_learning_quality.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
