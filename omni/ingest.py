@@ -24,7 +24,7 @@ from .ingest_stats import source_stats
 from .journal import Journal
 from .lists import read_crawl_list, read_target_list
 from .media import CHECKS_VERSION
-from .validate import ValidateOptions, fetch_and_validate, validate_target
+from .validate import VAL_THUMBS, ValidateOptions, fetch_and_validate, validate_target
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ def _to_check(journal: Journal, url: str, kind: str) -> bool:
         return True
     now = local_signature(url)
     return now is not None and rec.get("local_stat") != now
+
+
+def _lacks_val_thumbs(rec: dict | None) -> bool:
+    """A usable target clip's record without the val set's leak thumbnails (made as a train clip,
+    or by an omni that kept fewer per val clip)."""
+    return rec is not None and rec.get("status") == "ok" and rec.get("val_thumbs") != VAL_THUMBS
 
 
 def _checked(url: str, check: Callable[[], dict]) -> dict:
@@ -133,11 +139,14 @@ def ingest_target(train_list: Path, val_list: Path, class_names: list[str], fetc
     fetcher = Fetcher(fetch, out_dir / "tmp")
     started = time.time()
     with Journal(Path(journal_dir) / "journal.jsonl") as journal:
-        todo = [r for r in targets.to_dict("records") if _to_check(journal, r["path"], "video")]
+        # one check per clip; a clip listed in val (in train too, or not) is checked as a val clip, with
+        # leak thumbnails, and so is one whose record has none or fewer than VAL_THUMBS (moved to val)
+        val_paths = set(targets.loc[targets["split"] == "val", "path"])
+        todo = [p for p in dict.fromkeys(targets["path"])
+                if _to_check(journal, p, "video") or (p in val_paths and _lacks_val_thumbs(journal.get(p, "video")))]
 
-        def work(row) -> int:
-            journal.add(_checked(row["path"], lambda: validate_target(fetcher, row["path"], row["split"] == "val",
-                                                                       max_video_pixels)))
+        def work(path) -> int:
+            journal.add(_checked(path, lambda: validate_target(fetcher, path, path in val_paths, max_video_pixels)))
             return 1
 
         _run_jobs(todo, work, workers, len(targets), len(targets) - len(todo), progress)

@@ -26,6 +26,9 @@ class ValidateOptions:
     max_video_pixels: int = 7680 * 4320
 
 
+VAL_THUMBS = 16  # leak thumbnails per target val clip, spread evenly over its duration (benchmarks/leak_thumbs.py)
+
+
 def video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
     from .decode import Window, decode_windows
 
@@ -104,7 +107,8 @@ def validate_target(fetcher: Fetcher, path: str, val: bool, max_video_pixels: in
         info = check_video(checked, ftype, max_pixels=max_video_pixels)
         rec.update(_media_facts(info), file_type=ftype, path=checked)
         if val:
-            rec["thumbs"] = leak.encode(video_thumbs(checked, info.duration_s, n=8))
+            rec["thumbs"] = leak.encode(video_thumbs(checked, info.duration_s, n=VAL_THUMBS))
+            rec["val_thumbs"] = VAL_THUMBS
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))
     except Exception as exc:

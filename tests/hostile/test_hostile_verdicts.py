@@ -96,3 +96,38 @@ def test_a_refusal_by_older_media_checks_is_judged_again(tmp_path):
         journal.add({"url": "https://example.invalid/x.mp4", "kind": "video", "status": "failed",
                      "reason": "http 404", "sha256": None})
         assert not _to_check(journal, "https://example.invalid/x.mp4", "video")
+
+
+def test_a_web_image_grabbed_between_sampled_frames_of_a_val_clip_is_a_leak_also_after_a_list_move(tmp_path):
+    """A val clip whose every frame differs (4 s at 10 fps), and a web image that is a re-encoded,
+    cropped grab of its frame 1. Run 1 lists the clip as train only: nothing to leak. Run 2 moves it
+    to val: its journal record (made as a train clip, no leak thumbnails) is checked again, and
+    the grab is found although it falls between the frames 8 evenly spread thumbnails would see."""
+    from PIL import Image
+
+    from omni.demo.world import write_jpeg, write_video
+
+    w = _world(tmp_path)
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 255, (40, 6, 8, 3), dtype=np.uint8)
+    frames = np.stack([np.asarray(Image.fromarray(b).resize((64, 48), Image.NEAREST)) for b in blocks])
+    write_video(w / "t" / "moving.mp4", frames, 10)
+    write_jpeg(w / "crawl" / "grab.jpg", np.asarray(Image.fromarray(frames[1][2:-2, 3:-3]).resize((90, 66))), 80)
+    pd.DataFrame([("grab.jpg", "a")], columns=["url", "query"]).to_csv(w / "crawl" / "images.csv", index=False)
+
+    def ingest(train: str, val: str):
+        (w / "t" / "train.csv").write_text(train)
+        (w / "t" / "val.csv").write_text(val)
+        cfg = {"workdir": str(w / "work"), "classes": ["a", "b"],
+               "target": {"train": "t/train.csv", "val": "t/val.csv"},
+               "sources": [{"name": "imgs", "kind": "image", "list": "crawl/images.csv"}]}
+        (w / "c.yaml").write_text(yaml.safe_dump(cfg))
+        stages.run_stage(load_config(w / "c.yaml"), "ingest")
+        return pd.read_parquet(w / "work" / "ingest" / "imgs" / "items.parquet").set_index("url")
+
+    grab = str(w / "crawl" / "grab.jpg")
+    items = ingest("path,label\na0.mp4,a\nmoving.mp4,a\n", "path,label\nb0.mp4,b\n")
+    assert items.loc[grab, "status"] == "ok"
+    items = ingest("path,label\na0.mp4,a\n", "path,label\nb0.mp4,b\nmoving.mp4,a\n")
+    assert items.loc[grab, "status"] == "leak", items.loc[grab, "reason"]
+    assert items.loc[grab, "reason"].startswith("near-duplicate of val item")
