@@ -58,7 +58,7 @@ def video_stream(container):
     if len(films) > 1:
         films = [s for s in films if s.codec_context.name not in _STILL_CODECS and s.frames != 1] or films
     best = container.streams.best("video")
-    if best is not None and any(best is s or best.index == s.index for s in films):
+    if best is not None and best.index in {s.index for s in films}:
         return best
     return max(films, key=lambda s: (s.frames or 0, bool(s.disposition & av.stream.Disposition.default)))
 
