@@ -14,7 +14,8 @@ Writes under ``--out`` (default ``benchmarks/results/learning_quality``):
   baseline, OmniSource, unfiltered OmniSource top-1, the gain, filtered minus unfiltered, and the
   filter's precision / recall per source against the world's ground truth, plus train times.
 
-    .venv/bin/python benchmarks/learning_quality.py                 # 6 worlds x 3 seeds (~1 h+ on 2 cores)
+    .venv/bin/python benchmarks/learning_quality.py --jobs 2        # 6 worlds x 3 seeds, defaults (~5 h on 2 cores)
+    .venv/bin/python benchmarks/learning_quality.py --profile hour --jobs 2   # the same grid, small models (~1 h)
     .venv/bin/python benchmarks/learning_quality.py --quick         # 2 worlds x 1 seed
     .venv/bin/python benchmarks/learning_quality.py --recipe old        # the training defaults before the zoo
     .venv/bin/python benchmarks/learning_quality.py --worlds c10_t5_n50 --seeds 0,1 \\
@@ -45,6 +46,16 @@ OLD = {"steps": "null", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0001, 
 RECIPES = {"default": [],
            "old": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video", "teacher.image") for k, v in OLD.items()]
            + ["train.model.epochs=40"]}
+# --profile hour: the whole 6 x 3 grid in about an hour on 2 cores (--jobs 2). The same stages, filter
+# rules, second round and recipe (optimiser, 600-step schedule, augmentation) as the defaults, on small
+# models: half the channels, 4 frames at 32 px (the image teacher: 2 frames per video at 32 px); the
+# reference is shrunk the same way. It answers "does the recipe still learn and does the web data still
+# pay off" within the hour; the default grid (about 5 h here) measures the defaults themselves.
+SMALL = {"width": 12, "input_size": 32, "num_frames": 4}
+PROFILES = {"default": {"set": [], "reference": {}},
+            "hour": {"set": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video") for k, v in SMALL.items()]
+                     + ["teacher.image.input_size=32", "teacher.image.num_frames=2"],
+                     "reference": {"width": 12, "size": 32, "frames": 4}}}
 SOURCES = ("web_images", "web_videos", "untrimmed")
 
 
@@ -111,7 +122,7 @@ def one(world_name: str, seed: int, args, log) -> dict:
     log(f"  world generated {time.time() - t0:.0f}s")
     workdir = args.cache / "work" / f"{world_name}-s{seed}"
     base = world_config(world, workdir, [f"train.seed={seed}", *args.set])
-    row = {"world": world_name, "seed": seed, "overrides": " ".join(args.set)}
+    row = {"world": world_name, "seed": seed, "overrides": " ".join(args.set), "profile": args.profile}
     filt = run_omni(base, log)
     row.update(baseline=filt["baseline"], omnisource=filt["omnisource"], train_s=filt.get("train_s"),
                stage_s=filt["times"], teacher=filt.get("teacher"))
@@ -142,8 +153,8 @@ def one(world_name: str, seed: int, args, log) -> dict:
         row["omnisource_unfiltered"] = u["omnisource"]  # (the workdir is left on the unfiltered run)
     if not args.no_reference:
         import torch
-        torch.set_num_threads(2)
-        ref = train_reference(world, steps=args.ref_steps, seed=seed)
+        torch.set_num_threads(args.threads)
+        ref = train_reference(world, seed=seed, **args.reference)
         row["reference"], row["reference_train_s"] = ref["top1"], ref["train_s"]
         log(f"  reference {ref}")
     row["wall_s"] = round(time.time() - t0, 1)
@@ -162,7 +173,7 @@ def add_references(rows: list[dict], done: list[dict], runs_path: Path, args, lo
         key = (row["world"], row["seed"])
         if key not in worlds:
             world = make_world(args.cache, row["world"], row["seed"])
-            ref = train_reference(world, steps=args.ref_steps, seed=row["seed"])
+            ref = train_reference(world, seed=row["seed"], **args.reference)
             worlds[key] = ref
             log(f"  reference {row['world']} seed {row['seed']}: {ref}")
         row["reference"], row["reference_train_s"] = worlds[key]["top1"], worlds[key]["train_s"]
@@ -245,47 +256,107 @@ def markdown(t: pd.DataFrame) -> str:
                               "items against the world's ground truth.\n"
 
 
+def run_jobs(todo: list[tuple[str, int]], args, argv: list[str], runs_path: Path, rows: list[dict], log) -> None:
+    """Run the world-seeds ``args.jobs`` at a time, each in its own process on one thread
+    (``train.threads=1``); a child writes its row to a file, this process appends it to runs.jsonl."""
+    import subprocess
+
+    (args.out / "logs").mkdir(exist_ok=True)
+    queue, running, n = list(todo), {}, len(todo)
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            w, s = queue.pop(0)
+            row_file = args.out / "logs" / f"{w}-s{s}.row.json"
+            row_file.unlink(missing_ok=True)
+            cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worlds", w, "--seeds", str(s),
+                   "--jobs", "1", "--row-out", str(row_file), "--set", "train.threads=1"]
+            fh = (args.out / "logs" / f"{w}-s{s}.log").open("w")
+            running[(w, s)] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), row_file, fh)
+            log(f"({n - len(queue)}/{n}) started world {w} seed {s} "
+                f"(log: {args.out / 'logs' / f'{w}-s{s}.log'})")
+        time.sleep(2)
+        for key, (proc, row_file, fh) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            fh.close()
+            del running[key]
+            if proc.returncode != 0 or not row_file.exists():
+                log(f"  world {key[0]} seed {key[1]} FAILED (exit {proc.returncode}); see its log")
+                continue
+            row = json.loads(row_file.read_text())
+            with runs_path.open("a") as out:
+                out.write(json.dumps(row, default=str) + "\n")
+            rows.append(row)
+            log(f"  world {key[0]} seed {key[1]} done in {row['wall_s']:.0f}s: reference {row.get('reference')} "
+                f"baseline {row['baseline']} omnisource {row.get('refined', row['omnisource'])} "
+                f"unfiltered {row.get('omnisource_unfiltered')}")
+
+
 def main(argv=None) -> int:
     from omni.demo.world import ZOO
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worlds", default=None, help=f"comma list of {sorted(ZOO)} (default: all), or "
                     "'demo' (the world `omni demo --seed S` generates)")
     ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default 0,1,2)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_WORLDS}, seed 0")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                    help="default: omni's defaults (hours on 2 cores); hour: small models, the same schedule: "
+                         "the grid in about an hour on 2 cores with --jobs 2 (its own --out)")
+    ap.add_argument("--jobs", type=int, default=1, help="world-seeds at once, each in its own process on one "
+                    "thread (2 on a 2-core machine)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="omni config override")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                     help="training recipe overrides put before --set (default: omni's own defaults)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning_quality")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: benchmarks/results/learning_quality (profile hour: learning_quality_hour)")
     ap.add_argument("--cache", type=Path, default=None, help="worlds and workdirs (default: OUT/cache)")
     ap.add_argument("--no-unfiltered", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
-    ap.add_argument("--ref-steps", type=int, default=400)
+    ap.add_argument("--ref-steps", type=int, default=None, help="the reference's steps (default 400; hour: 200)")
     ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from runs.jsonl")
     ap.add_argument("--reference-only", action="store_true",
                     help="add the plain reference to finished runs that lack it (regenerates each world from "
                          "its seed, trains only the reference), then rebuild the table")
+    ap.add_argument("--row-out", type=Path, default=None, help=argparse.SUPPRESS)  # a --jobs child's row
     args = ap.parse_args(argv)
-    args.set = RECIPES[args.recipe] + args.set
+    profile = PROFILES[args.profile]
+    args.set = RECIPES[args.recipe] + profile["set"] + args.set
+    args.reference = dict(profile["reference"])
+    if args.ref_steps:
+        args.reference["steps"] = args.ref_steps
+    args.out = args.out or ROOT / "benchmarks" / "results" / (
+        "learning_quality" + ("" if args.profile == "default" else f"_{args.profile}"))
     worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else list(ZOO))
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache = args.cache or args.out / "cache"
+    args.threads = 1 if args.row_out or args.jobs > 1 else 2
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)
+
+    if args.row_out:  # a --jobs child: one world-seed, its row to a file
+        row = one(worlds[0], seeds[0], args, log)
+        args.row_out.write_text(json.dumps(row, default=str))
+        return 0
     runs_path = args.out / "runs.jsonl"
     done = [] if args.fresh or not runs_path.exists() else [json.loads(x) for x in runs_path.read_text().splitlines() if x]
     overrides = comparable(" ".join(args.set))
     have = {(r["world"], r["seed"]) for r in done if comparable(r.get("overrides", "")) == overrides}
     rows = [r for r in done if comparable(r.get("overrides", "")) == overrides and r["world"] in worlds
             and r["seed"] in seeds]
-    start = time.time()
     todo = [] if args.table_only or args.reference_only else [(w, s) for w in worlds for s in seeds if (w, s) not in have]
 
-    def log(msg):
-        print(f"[{time.time() - start:6.0f}s] {msg}", flush=True)
-
+    if args.jobs > 1 and todo:
+        child = [a for a in argv if a not in ("--fresh",)]
+        run_jobs(todo, args, child + ["--out", str(args.out), "--cache", str(args.cache)], runs_path, rows, log)
+        todo = []
     for i, (w, s) in enumerate(todo):
         log(f"({i + 1}/{len(todo)}) world {w} seed {s}")
         row = one(w, s, args, log)
@@ -301,7 +372,8 @@ def main(argv=None) -> int:
         return 1
     t = table(rows)
     t.to_csv(args.out / "table.csv", index=False)
-    md = markdown(t)
+    md = markdown(t) + f"\nProfile: {args.profile}; overrides: {' '.join(args.set) or 'none'}; " \
+                       f"this run's wall time: {time.time() - start:.0f} s ({args.jobs} at a time).\n"
     (args.out / "table.md").write_text(md)
     print(md)
     print(f"wrote {args.out / 'table.md'} and {args.out / 'table.csv'}")

@@ -67,9 +67,9 @@ def batch_input(x: torch.Tensor, size: int, train: bool) -> torch.Tensor:
 
 def train_reference(world: Path, steps: int = 400, batch: int = 16, lr: float = 2e-3, wd: float = 0.05,
                     width: int = 24, size: int = 48, smoothing: float = 0.1, seed: int = 0,
-                    data=None) -> dict:
+                    data=None, frames: int = 8) -> dict:
     torch.manual_seed(seed); np.random.seed(seed)
-    (xtr, ytr, names), (xva, yva, _) = data or (load_split(world, "train"), load_split(world, "val"))
+    (xtr, ytr, names), (xva, yva, _) = data or (load_split(world, "train", frames), load_split(world, "val", frames))
     model = net(len(names), width)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     warm = max(1, steps // 20)
