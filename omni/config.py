@@ -101,13 +101,23 @@ class ModelConfig(_Strict):
     pretrained: Path | None = None
 
 
+IMAGE_TEACHER = {"arch": "tsn_resnet10t", "num_frames": 3}  # where the image teacher differs from ModelConfig
+
+
 def _teacher_image_default() -> ModelConfig:
-    return ModelConfig(arch="tsn_resnet10t", num_frames=3)
+    return ModelConfig(**IMAGE_TEACHER)
 
 
 class TeacherConfig(_Strict):
     image: ModelConfig = Field(default_factory=_teacher_image_default)
     video: ModelConfig = Field(default_factory=ModelConfig)
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image_teacher_defaults(cls, value: Any) -> Any:
+        """A partial ``teacher.image`` (``{steps: 300}``) keeps the image teacher's own defaults
+        (a 2D TSN network) for the keys it leaves out, not those of a video model."""
+        return {**IMAGE_TEACHER, **value} if isinstance(value, dict) else value
 
 
 class FilterConfig(_Strict):
