@@ -61,3 +61,15 @@ def test_missing_class_list_is_a_config_error(tmp_path):
     cfg = load_config(_write(tmp_path, {**BASE, "classes": "nope.txt"}))
     with pytest.raises(ConfigError, match="classes: cannot read"):
         cfg.class_names()
+
+
+def test_a_partial_image_teacher_keeps_its_own_defaults(tmp_path):
+    # teacher.image.steps alone (a YAML section, or the deployment's teacher_steps parameter) must not
+    # turn the 2D image teacher into a video model
+    cfg = load_config(_write(tmp_path, {**BASE, "teacher": {"image": {"steps": 300}}}))
+    assert (cfg.teacher.image.arch, cfg.teacher.image.num_frames, cfg.teacher.image.steps) == ("tsn_resnet10t", 3, 300)
+    assert cfg.teacher.video.arch == "c3d_small"
+    cfg = load_config(_write(tmp_path, BASE), overrides=["teacher.image.input_size=32"])
+    assert (cfg.teacher.image.arch, cfg.teacher.image.input_size) == ("tsn_resnet10t", 32)
+    cfg = load_config(_write(tmp_path, {**BASE, "teacher": {"image": {"arch": "c3d_small", "num_frames": 8}}}))
+    assert (cfg.teacher.image.arch, cfg.teacher.image.num_frames) == ("c3d_small", 8)  # an explicit choice stands
