@@ -317,7 +317,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="worlds and workdirs (default: OUT/cache)")
     ap.add_argument("--no-unfiltered", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
-    ap.add_argument("--ref-steps", type=int, default=None, help="the reference's steps (default 400; hour: 200)")
+    ap.add_argument("--ref-steps", type=int, default=None, help="the reference's steps (default 400)")
     ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from runs.jsonl")
     ap.add_argument("--reference-only", action="store_true",
