@@ -171,3 +171,56 @@ def _second_round_one(scores: pd.DataFrame, fcfg: FilterConfig, rule: FilterConf
                                            f"(p={p:.2f}; query {class_names[lab]} p={q:.2f})"
                                            for t, p, lab, q in zip(top[moved], tops[moved], labels[moved], qp[moved])]
     return out
+
+
+TEACHERS_KEY = "teachers"  # filter/summary.json's entry on the teachers behind the verdicts (the rest: sources)
+
+
+def teacher_note(kind: str, val, num_classes: int, fcfg: FilterConfig | None = None) -> dict | None:
+    """What ``filter/summary.json`` says of the ``kind`` teacher, from the ``val`` entry of its
+    ``teacher/<kind>/summary.json``: val ``top1``, ``chance``, ``query_auc``, ``weak``, and a
+    ``warning`` when weak. None when the teacher's summary predates these fields (or has no val)."""
+    if not isinstance(val, dict) or not isinstance(val.get("weak"), bool) or \
+            not isinstance(val.get("top1"), (int, float)):
+        return None
+    auc = val.get("query_auc")
+    auc = float(auc) if isinstance(auc, (int, float)) else None
+    chance = val.get("chance")
+    chance = float(chance) if isinstance(chance, (int, float)) else (1.0 / num_classes if num_classes else None)
+    note = {"top1": float(val["top1"]), "chance": chance, "query_auc": auc, "weak": val["weak"]}
+    if note["weak"]:
+        note["warning"] = weak_teacher_warning(kind, note, num_classes, fcfg)
+    return note
+
+
+def weak_teacher_warning(kind: str, note: dict, num_classes: int, fcfg: FilterConfig | None = None) -> str:
+    """One sentence for the user: the teacher's numbers, what its filter does, and the options."""
+    from .metrics import WEAK_QUERY_AUC, weak_top1_bar
+
+    n = num_classes or (round(1 / note["chance"]) if note.get("chance") else 0)
+    near = n >= 2 and note["top1"] < weak_top1_bar(n)
+    auc = note.get("query_auc")
+    what = "is near chance" if near or (auc is not None and auc < (WEAK_QUERY_AUC + 0.5) / 2) else "is weak"
+    numbers = f"val top-1 {100 * note['top1']:.0f}% for {n} classes" + (
+        f", query AUC {auc:.2f}" if auc is not None else "")
+    off = [] if fcfg is None else (
+        (["filter.keep_fraction: null"] if fcfg.keep_fraction is not None else [])
+        + (["filter.require_top1: false"] if fcfg.require_top1 else [])
+        + (["filter.min_score: 0"] if fcfg.min_score > 0 else []))
+    if fcfg is not None and not off:
+        effect = "its scores mean little (the filter is off: it keeps every item)"
+        options = f"more target clips per class or a pretrained backbone (teacher.{kind}.pretrained)"
+    else:
+        effect = "its filter keeps noise and drops good items almost at random"
+        options = (f"more target clips per class, a pretrained backbone (teacher.{kind}.pretrained) or "
+                   + (" and ".join(off) if off else "filter.keep_fraction: null") + " are the options")
+    return f"the {kind} teacher {what} ({numbers}): {effect}; {options}"
+
+
+def teacher_notes(summary: dict) -> dict:
+    """The ``teachers`` entry of a ``filter/summary.json`` (kind -> note), {} when it has none or it
+    is not one (an older run, or a source of that name)."""
+    got = summary.get(TEACHERS_KEY) if isinstance(summary, dict) else None
+    if not isinstance(got, dict):
+        return {}
+    return {k: v for k, v in got.items() if isinstance(v, dict) and isinstance(v.get("weak"), bool)}

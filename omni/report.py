@@ -7,6 +7,7 @@ from collections import Counter
 import pandas as pd
 
 from .config import Config
+from .filter import teacher_notes
 from .stages import read_metrics, runs, stage_dir, teacher_kinds
 
 
@@ -31,6 +32,14 @@ def pipeline_report(cfg: Config) -> dict:
         summary = stage_dir(cfg, f"teacher/{kind}") / "summary.json"
         if summary.exists():
             rep.setdefault("teacher", {})[kind] = json.loads(summary.read_text()).get("val")
+    filter_summary = stage_dir(cfg, "filter") / "summary.json"
+    if filter_summary.exists():
+        try:
+            notes = teacher_notes(json.loads(filter_summary.read_text()))
+        except (OSError, ValueError):
+            notes = {}
+        if notes:
+            rep["filter"] = {"teachers": notes}
     for run in runs(cfg):
         m = read_metrics(cfg, run)
         if m:
@@ -73,8 +82,13 @@ def report_table(rep: dict, extra: dict | None = None) -> str:
                 e = extra["sources"].get(src, {})
                 line += f"{_pct(e.get('precision_kept')):>10}{_pct(e.get('precision_unfiltered')):>10}"
             lines.append(line + "  " + ", ".join(f"{k}: {v}" for k, v in s["rejected"].items()))
+    warnings = filter_warnings(rep)
+    if warnings:
+        lines += ["", "filter warnings:"] + [f"  {w}" for w in warnings]
     if rep.get("teacher"):
-        t = ", ".join(f"{k} teacher top1 {_pct((v or {}).get('top1'))}" for k, v in rep["teacher"].items())
+        t = ", ".join(f"{k} teacher top1 {_pct((v or {}).get('top1'))}"
+                      + (f" (query AUC {v['query_auc']:.2f})" if isinstance((v or {}).get("query_auc"), float) else "")
+                      for k, v in rep["teacher"].items())
         lines += ["", f"teachers on val: {t}"]
     if rep["runs"]:
         lines += ["", f"{'run':<12}{'top1':>8}{'top5':>8}{'mean class acc':>16}"]
@@ -111,11 +125,20 @@ def report_markdown(rep: dict) -> str:
             [{"source": src, "crawled": s["crawled"], "ingested": s["ingested"], "samples": s["samples"],
               "kept": s["kept"], "rejected (reason: count)": "; ".join(f"{k}: {v}" for k, v in s["rejected"].items())}
              for src, s in rep["sources"].items()]), ""]
+    warnings = filter_warnings(rep)
+    if warnings:
+        out += ["## Filter warnings", ""] + [f"- {w}" for w in warnings] + [""]
     w = rep["workdir"]
     out += ["## Files", "", f"- manifest: `{w}/manifest/web_items.parquet`, `{w}/manifest/train.parquet`",
             f"- models: `{w}/train/<run>/model.pt`; metrics: `{w}/eval/<run>/metrics.json`",
             f"- filter: `{w}/filter/summary.json`, contact sheets `{w}/filter/contact-<source>.png`", ""]
     return "\n".join(out)
+
+
+def filter_warnings(rep: dict) -> list[str]:
+    """The filter's warnings on its teachers (``filter/summary.json``'s ``teachers``), if any."""
+    notes = (rep.get("filter") or {}).get("teachers") or {}
+    return [n["warning"] for n in notes.values() if isinstance(n, dict) and isinstance(n.get("warning"), str)]
 
 
 def _pct(v) -> str:

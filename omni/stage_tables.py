@@ -79,6 +79,9 @@ def _filter_rows(cfg: Config) -> list[dict]:
     summary = _json(stage_dir(cfg, "filter") / "summary.json")
     rows = []
     for src, per_class in summary.items():
+        if not isinstance(per_class, dict) or not all(isinstance(c, dict) and "scored" in c
+                                                      for c in per_class.values()):
+            continue  # not a source's counts (the ``teachers`` entry)
         scored = sum(c["scored"] for c in per_class.values())
         kept = sum(c["kept"] for c in per_class.values())
         rows.append({"source": src, "scored": scored, "kept": kept, "filtered": scored - kept,

@@ -744,9 +744,25 @@ def _filter(u: Unit) -> dict:
 
 def _inspect_filter(u: Unit, judged: pd.DataFrame) -> list[str]:
     """Per-class counts and one contact sheet per source (``filter/contact-<source>.png``)."""
+    from .config import FilterConfig
     from .contact_sheet import contact_sheet, filter_summary
+    from .filter import TEACHERS_KEY, teacher_note
 
-    write_json_atomic(u.dir / "summary.json", filter_summary(judged, u.settings["classes"]))
+    summary = filter_summary(judged, u.settings["classes"])
+    notes = {}  # how far from chance each teacher behind these verdicts is (reporting only)
+    for kind in teacher_kinds(u.cfg):  # upstream of every score unit, so of this one: no new input
+        try:
+            val = json.loads((u.input(f"teacher/{kind}") / "summary.json").read_text()).get("val")
+        except (StageError, OSError, ValueError, AttributeError):
+            continue  # no summary (or an unreadable one): nothing to say
+        note = teacher_note(kind, val, len(u.settings["classes"]), FilterConfig(**u.settings["filter"]))
+        if note:
+            notes[kind] = note
+            if note.get("warning"):
+                log.warning("filter: %s", note["warning"])
+    if notes and TEACHERS_KEY not in summary:  # a source of that name keeps its counts
+        summary[TEACHERS_KEY] = notes
+    write_json_atomic(u.dir / "summary.json", summary)
     sheets = []
     for s in u.cfg.sources:
         samples = pd.read_parquet(u.input(f"extract/{s.name}") / "samples.parquet")

@@ -45,5 +45,8 @@ def train_teacher(mcfg: ModelConfig, target: pd.DataFrame, root: Path, class_nam
         probs = predict(model, vds, views=1, amp=amp, loader_workers=run.loader_workers)
         res["val"] = {k: v for k, v in classification_metrics(probs, vds.labels, len(class_names)).items()
                       if k in ("top1", "top5", "mean_class_accuracy")}
+        from .metrics import query_auc, teacher_health  # how far from chance: the filter's warning
+
+        res["val"].update(teacher_health(res["val"].get("top1"), query_auc(probs, vds.labels), len(class_names)))
     write_json_atomic(Path(out_dir) / "summary.json", res)
     return res
