@@ -41,6 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 QUICK_WORLDS = ["c6_t5_n20", "c10_t5_n50"]
 # the grid's six worlds (the zoo's look-alike world, c8_t5_n50_conf, only when named)
 GRID_WORLDS = ["c6_t5_n20", "c6_t3_n40", "c8_t8_n60", "c10_t5_n50", "c12_t10_n30", "c12_t4_n60"]
+
+
+def family_worlds(held_out: bool) -> list[str]:
+    """The zoo worlds of the families used for tuning (``held_out`` False: never the held-out
+    families), or of every family (True: the final table)."""
+    from omni.demo.world import FAMILIES, HELD_OUT_FAMILIES
+
+    return [w for fam, ws in FAMILIES.items() if held_out or fam not in HELD_OUT_FAMILIES for w in ws
+            if w != "c8_t5_n50_conf"]
 # omni's training defaults before they were measured here (epochs of the target set, SGD), for
 # side-by-side comparison: --recipe old
 OLD = {"steps": "null", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.0,
@@ -48,16 +57,9 @@ OLD = {"steps": "null", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0001, 
 RECIPES = {"default": [],
            "old": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video", "teacher.image") for k, v in OLD.items()]
            + ["train.model.epochs=40"]}
-# --profile hour: the whole 6 x 3 grid in about an hour on 2 cores (--jobs 2). The same stages, filter
-# rules, second round and recipe (optimiser, 600-step schedule, augmentation) as the defaults, on small
-# models: half the channels, 4 frames at 32 px (the image teacher: 2 frames per video at 32 px); the
-# reference is shrunk the same way. It answers "does the recipe still learn and does the web data still
-# pay off" within the hour; the default grid (about 5 h here) measures the defaults themselves.
-SMALL = {"width": 12, "input_size": 32, "num_frames": 4}
-PROFILES = {"default": {"set": [], "reference": {}},
-            "hour": {"set": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video") for k, v in SMALL.items()]
-                     + ["teacher.image.input_size=32", "teacher.image.num_frames=2"],
-                     "reference": {"width": 12, "size": 32, "frames": 4}}}
+# --profile: only the defaults now (the "hour" profile shrank the old 48 px SlowOnly-style models;
+# omni's default is now the small reference-sized model, so the default grid is the quick one)
+PROFILES = {"default": {"set": [], "reference": {}}}
 SOURCES = ("web_images", "web_videos", "untrimmed")
 
 
@@ -124,7 +126,8 @@ def one(world_name: str, seed: int, args, log) -> dict:
     log(f"  world generated {time.time() - t0:.0f}s")
     workdir = args.cache / "work" / f"{world_name}-s{seed}"
     base = world_config(world, workdir, [f"train.seed={seed}", *args.set])
-    row = {"world": world_name, "seed": seed, "overrides": " ".join(args.set), "profile": args.profile}
+    row = {"world": world_name, "family": _family(world_name), "seed": seed, "overrides": " ".join(args.set),
+           "profile": args.profile}
     filt = run_omni(base, log)
     row.update(baseline=filt["baseline"], omnisource=filt["omnisource"], train_s=filt.get("train_s"),
                stage_s=filt["times"], teacher=filt.get("teacher"))
@@ -159,6 +162,10 @@ def one(world_name: str, seed: int, args, log) -> dict:
         ref = train_reference(world, seed=seed, **args.reference)
         row["reference"], row["reference_train_s"] = ref["top1"], ref["train_s"]
         log(f"  reference {ref}")
+        if not args.no_oracle:  # the reference trained with the web videos that truly show their query
+            ora = train_reference(world, seed=seed, web="oracle", **args.reference)
+            row["reference_oracle"] = ora["top1"]
+            log(f"  reference with oracle-clean web videos {ora}")
     row["wall_s"] = round(time.time() - t0, 1)
     return row
 
@@ -194,6 +201,17 @@ def comparable(overrides: str) -> str:
     return " ".join(o for o in overrides.split() if not o.startswith(NEUTRAL))
 
 
+def _family(world: str) -> str:
+    """The world's family, "(held out)" added for the families no default was tuned on."""
+    from omni.demo.world import HELD_OUT_FAMILIES, family_of
+
+    try:
+        fam = family_of(world)
+    except KeyError:
+        return "other"
+    return fam + (" (held out)" if fam in HELD_OUT_FAMILIES else "")
+
+
 def _ms(values) -> tuple[float, float]:
     v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
     if not v:
@@ -205,13 +223,16 @@ def table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     out = []
     for w, g in df.groupby("world", sort=False):
-        r = {"world": w, "seeds": len(g)}
+        fam = _family(w)
+        r = {"world": w, "family": fam, "seeds": len(g)}
         # the model omni hands over: the second round's student where there is one
         g = g.assign(handed=g["refined"].fillna(g["omnisource"]) if "refined" in g else g["omnisource"])
-        for col in ("reference", "baseline", "omnisource", "refined", "handed", "omnisource_unfiltered"):
+        for col in ("reference", "reference_oracle", "baseline", "omnisource", "refined", "handed",
+                    "omnisource_unfiltered"):
             if col in g:
                 r[f"{col}_mean"], r[f"{col}_std"] = (100 * x for x in _ms(g[col]))
         r["gain"] = r["handed_mean"] - r["baseline_mean"]
+        r["beats_baseline"] = f"{int((g['handed'] > g['baseline']).sum())}/{len(g)}"
         if "omnisource_unfiltered" in g:  # over the seeds that have both runs
             r["filtered_minus_unfiltered"] = 100 * _ms(g["handed"] - g["omnisource_unfiltered"])[0]
         if "reference_mean" in r:
@@ -226,8 +247,12 @@ def table(rows: list[dict]) -> pd.DataFrame:
         out.append(r)
     t = pd.DataFrame(out)
     num = t.select_dtypes("number").columns.drop("seeds")
-    mean = {"world": "MEAN", "seeds": int(t["seeds"].min()), **t[num].mean().to_dict()}
-    return pd.concat([t, pd.DataFrame([mean])], ignore_index=True)
+    means = []
+    for fam, g in t.groupby("family", sort=False):  # per family, then over every world
+        means.append({"world": f"MEAN {fam}", "family": fam, "seeds": int(g["seeds"].min()),
+                      **g[num].mean().to_dict()})
+    means.append({"world": "MEAN", "family": "all", "seeds": int(t["seeds"].min()), **t[num].mean().to_dict()})
+    return pd.concat([t, pd.DataFrame(means)], ignore_index=True)
 
 
 def markdown(t: pd.DataFrame) -> str:
@@ -238,16 +263,19 @@ def markdown(t: pd.DataFrame) -> str:
         return "-" if x is None or pd.isna(x) else f"{x:.{d}f}"
 
     refined = "refined_mean" in t.columns and t["refined_mean"].notna().any()
-    head = ("| world | seeds | reference | baseline | " + ("first round | " if refined else "")
-            + "OmniSource | gain | unfiltered | filt - unfilt | img P / R | vid P / R | untrim P / R | "
+    head = ("| world | family | seeds | reference | ref. + oracle web videos | baseline | "
+            + ("first round | " if refined else "")
+            + "OmniSource | gain | beats baseline | unfiltered | filt - unfilt | img P / R | vid P / R | untrim P / R | "
             + ("second round img / vid / untrim P / R | " if refined else "") + "base / omni train s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in t.iterrows():
         pr = [f"{f(r.get(s + '_precision'), 2)} / {f(r.get(s + '_recall'), 2)}" for s in SOURCES]
         rpr = ", ".join(f"{f(r.get(s + '_precision_refined'), 2)} / {f(r.get(s + '_recall_refined'), 2)}"
                         for s in SOURCES)
-        lines.append(f"| {r['world']} | {r['seeds']} | {pm(r, 'reference')} | {pm(r, 'baseline')} | "
+        lines.append(f"| {r['world']} | {r['family']} | {r['seeds']} | {pm(r, 'reference')} | "
+                     f"{pm(r, 'reference_oracle')} | {pm(r, 'baseline')} | "
                      + (f"{pm(r, 'omnisource')} | " if refined else "") + f"{pm(r, 'handed')} | {f(r['gain'])} | "
+                     + f"{r.get('beats_baseline') if isinstance(r.get('beats_baseline'), str) else '-'} | "
                      + f"{pm(r, 'omnisource_unfiltered')} | "
                      f"{f(r.get('filtered_minus_unfiltered'))} | {' | '.join(pr)} | " + (f"{rpr} | " if refined else "")
                      + f"{f(r['baseline_train_s'], 0)} / {f(r['omnisource_train_s'], 0)} |")
@@ -304,6 +332,9 @@ def main(argv=None) -> int:
                     "'demo' (the world `omni demo --seed S` generates)")
     ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default 0,1,2)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_WORLDS}, seed 0")
+    ap.add_argument("--families", choices=("shapes", "tuning", "all"), default="shapes",
+                    help="without --worlds: shapes (the grid's six worlds), tuning (every world of the families "
+                         "defaults may be tuned on), all (the final table: the held-out families too)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
                     help="default: omni's defaults (hours on 2 cores); hour: small models, the same schedule: "
                          "the grid in about an hour on 2 cores with --jobs 2 (its own --out)")
@@ -317,7 +348,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="worlds and workdirs (default: OUT/cache)")
     ap.add_argument("--no-unfiltered", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
-    ap.add_argument("--ref-steps", type=int, default=None, help="the reference's steps (default 400)")
+    ap.add_argument("--no-oracle", action="store_true", help="skip the reference trained with oracle-clean web videos")
+    ap.add_argument("--ref-steps", type=int, default=None, help="the reference's steps (default 1000)")
     ap.add_argument("--fresh", action="store_true", help="ignore finished runs in runs.jsonl")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from runs.jsonl")
     ap.add_argument("--reference-only", action="store_true",
@@ -332,7 +364,8 @@ def main(argv=None) -> int:
         args.reference["steps"] = args.ref_steps
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         "learning_quality" + ("" if args.profile == "default" else f"_{args.profile}"))
-    worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else GRID_WORLDS)
+    grid = {"shapes": GRID_WORLDS, "tuning": None, "all": None}[args.families] or family_worlds(args.families == "all")
+    worlds = QUICK_WORLDS if args.quick and not args.worlds else (args.worlds.split(",") if args.worlds else grid)
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache = args.cache or args.out / "cache"

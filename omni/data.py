@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .config import MIN_CROP
+from .config import MIN_CROP, AugmentConfig
 from .framestore import FrameStore
 from .pseudo_clip import warp_grids, warp_quads
 
@@ -24,6 +25,15 @@ def temporal_indices(t: int, n: int, train: bool, rng: np.random.Generator, offs
     edges = np.linspace(0, t, n + 1)
     pos = edges[:-1] + (rng.random(n) if train else offset) * (edges[1:] - edges[:-1])
     return np.clip(pos.astype(int), 0, t - 1)
+
+
+def consecutive_indices(t: int, n: int, train: bool, rng: np.random.Generator, offset: float = 0.5) -> np.ndarray:
+    """``n`` neighbouring frames: from a random start in training, else the start at ``offset``
+    of the possible starts (0.5: the centre); a clip shorter than ``n`` repeats its last frame."""
+    if t <= n:
+        return np.minimum(np.arange(n), t - 1)
+    start = int(rng.integers(0, t - n + 1)) if train else int(round(offset * (t - n)))
+    return start + np.arange(n)
 
 
 def crop_box(h: int, w: int, train: bool, rng: np.random.Generator, position: float = 0.5
@@ -44,8 +54,34 @@ def crop_box(h: int, w: int, train: bool, rng: np.random.Generator, position: fl
     return y, x, ch, cw
 
 
-def _crop_to_input(crop: np.ndarray, size: int, train: bool, rng: np.random.Generator) -> torch.Tensor:
-    """uint8[T, ch, cw, 3] (already cropped) -> normalised float[3, T, size, size].
+@dataclass(frozen=True)
+class InputPolicy:
+    """How stored frames become a model's input (a model's ``frame_sampling``, ``resize`` and
+    ``normalize``) and, in training, how they are augmented (``train.augment``, or None)."""
+
+    frame_sampling: str = "segments"
+    resize: str = "crop"
+    normalize: str = "dataset"
+    augment: AugmentConfig | None = None
+
+    @classmethod
+    def of(cls, m, augment: AugmentConfig | None = None) -> "InputPolicy":
+        return cls(m.frame_sampling, m.resize, m.normalize, augment)
+
+    def indices(self, t: int, n: int, train: bool, rng: np.random.Generator, offset: float = 0.5) -> np.ndarray:
+        pick = consecutive_indices if self.frame_sampling == "consecutive" else temporal_indices
+        return pick(t, n, train, rng, offset)
+
+    def box(self, h: int, w: int, train: bool, rng: np.random.Generator, position: float = 0.5
+            ) -> tuple[int, int, int, int]:
+        return (0, 0, h, w) if self.resize == "squash" else crop_box(h, w, train, rng, position)
+
+
+LEGACY = InputPolicy()  # what omni's models read before the input policy was declared
+
+
+def _crop_to_unit(crop: np.ndarray, size: int) -> torch.Tensor:
+    """uint8[T, ch, cw, 3] (already cropped) -> float[3, T, size, size] in [0, 1].
 
     The crop is resized while still uint8 (torch's vectorised uint8 bilinear path, antialiased,
     on the channels-last view of the frames), then converted: converting the full-size crop to
@@ -55,36 +91,61 @@ def _crop_to_input(crop: np.ndarray, size: int, train: bool, rng: np.random.Gene
         a = a.copy()
     x = torch.from_numpy(a).permute(0, 3, 1, 2)  # channels-last uint8
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if train and rng.random() < 0.5:
-        x = x.flip(-1)
-    return x.permute(1, 0, 2, 3).float().mul_(1 / (255 * STD)).sub_(MEAN / STD).contiguous()
+    return x.permute(1, 0, 2, 3).float().mul_(1 / 255)
+
+
+def finish_input(x: torch.Tensor, policy: InputPolicy, train: bool, rng: np.random.Generator) -> torch.Tensor:
+    """float[3, T, S, S] in [0, 1] -> the model's input: normalised (per clip or with the dataset's
+    fixed statistics), then in training augmented by ``policy.augment`` (a shift of the whole clip
+    with replicate padding, per-channel gain, a brightness offset, Gaussian noise; mirroring is
+    drawn by the dataset, which also swaps labels)."""
+    if policy.normalize == "clip":
+        flat = x.reshape(3, -1)
+        x = (x - flat.mean(1).view(3, 1, 1, 1)) / (flat.std(1).view(3, 1, 1, 1) + 0.05)
+    else:
+        x = x.sub_(MEAN).mul_(1 / STD)
+    aug = policy.augment
+    if not train or aug is None:
+        return x.contiguous()
+    size = x.shape[-1]
+    pad = int(round(aug.shift * size))
+    if pad > 0:
+        dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, 2))
+        if dy or dx:
+            padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")  # [3, T, S+2p, S+2p]
+            x = padded[..., pad + dy:pad + dy + size, pad + dx:pad + dx + size]
+    if aug.gain > 0:
+        x = x * torch.from_numpy(rng.uniform(1 - aug.gain, 1 + aug.gain, 3).astype(np.float32)).view(3, 1, 1, 1)
+    if aug.brightness > 0:
+        x = x + float(rng.uniform(-aug.brightness, aug.brightness))
+    if aug.noise > 0:
+        x = x + torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32) * aug.noise)
+    return x.contiguous()
 
 
 def warped_input(still: np.ndarray, n: int, strength: float, size: int, train: bool, rng: np.random.Generator,
-                 position: float = 0.5) -> torch.Tensor:
-    """A still (uint8[H, W, 3]) as a perspective-warped ``n``-frame pseudo-clip, already cropped,
-    resized and normalised (float[3, n, size, size]). The same random draws in the same order as
-    ``to_input(warp_clip(still))``, but each output pixel is sampled straight from the still in
-    one ``grid_sample``: no full-size warped frames are made and then cropped (~4x faster)."""
+                 position: float = 0.5, policy: InputPolicy = LEGACY) -> torch.Tensor:
+    """A still (uint8[H, W, 3]) as a perspective-warped ``n``-frame pseudo-clip, already cropped
+    (or squashed), resized and normalised (float[3, n, size, size]). The same random draws in the
+    same order as ``to_input(warp_clip(still))``, but each output pixel is sampled straight from
+    the still in one ``grid_sample``: no full-size warped frames are made and then cropped (~4x faster)."""
     h, w = still.shape[:2]
     q0, q1 = warp_quads(h, w, strength, rng)
-    y, x, ch, cw = crop_box(h, w, train, rng, position)
+    y, x, ch, cw = policy.box(h, w, train, rng, position)
     xs = x + (np.arange(size) + 0.5) * cw / size - 0.5  # output pixel centres, in the still's pixels
     ys = y + (np.arange(size) + 0.5) * ch / size - 0.5
     grid = warp_grids(h, w, q0, q1, n, xs, ys)
     img = torch.from_numpy(np.array(still)).permute(2, 0, 1).float()[None].expand(n, -1, -1, -1)
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    if train and rng.random() < 0.5:
-        out = out.flip(-1)
-    return out.permute(1, 0, 2, 3).mul_(1 / (255 * STD)).sub_(MEAN / STD).contiguous()
+    return finish_input(out.permute(1, 0, 2, 3).mul_(1 / 255), policy, train, rng)
 
 
-def to_input(frames: np.ndarray, size: int, train: bool, rng: np.random.Generator, position: float = 0.5
-             ) -> torch.Tensor:
+def to_input(frames: np.ndarray, size: int, train: bool, rng: np.random.Generator, position: float = 0.5,
+             policy: InputPolicy = LEGACY) -> torch.Tensor:
     """uint8[T, H, W, 3] -> normalised float[3, T, size, size]. The crop is cut from the uint8
     frames before anything else, so only the cropped pixels are copied and converted."""
-    y, x, ch, cw = crop_box(frames.shape[1], frames.shape[2], train, rng, position)
-    return _crop_to_input(frames[:, y:y + ch, x:x + cw], size, train, rng)
+    y, x, ch, cw = policy.box(frames.shape[1], frames.shape[2], train, rng, position)
+    return finish_input(_crop_to_unit(frames[:, y:y + ch, x:x + cw], size), policy, train, rng)
 
 
 @contextlib.contextmanager
@@ -126,8 +187,13 @@ class ClipDataset(Dataset):
 
     def __init__(self, samples: pd.DataFrame, root: Path, *, num_frames: int, size: int, train: bool,
                  pseudo_clip: str = "warp", warp_strength: float = 0.08, seed: int = 0,
-                 image_frames: int | None = None, group_by_item: bool = True, soft_weight: float = 0.0):
+                 image_frames: int | None = None, group_by_item: bool = True, soft_weight: float = 0.0,
+                 policy: InputPolicy = LEGACY, class_names: list[str] | None = None):
         """``samples`` rows address frames by ``shard`` relative to ``root`` (the workdir).
+
+        ``policy`` says how frames become the model's input and how training clips are augmented;
+        with ``policy.augment.flip`` a training clip is mirrored at random, and a mirrored clip of
+        a class in ``flip_label_map`` is learned as its pair (``class_names`` names the labels).
 
         With ``soft_weight`` > 0 and a ``judge_probs`` column (a probability vector over the
         classes, or missing), a sample's training target is ``(1 - soft_weight) x`` its label's
@@ -142,6 +208,18 @@ class ClipDataset(Dataset):
         self.pseudo_clip, self.warp_strength = pseudo_clip, warp_strength
         self.image_frames = image_frames if image_frames is not None else num_frames
         self.seed = seed
+        self.policy = policy
+        aug = policy.augment
+        self.flip = bool(train and aug is not None and aug.flip)
+        self.flip_to = np.arange(int(self.labels.max()) + 1 if len(self.labels) else 0)
+        if self.flip and aug.flip_label_map:
+            index = {c: i for i, c in enumerate(class_names or [])}
+            n = max(len(index), len(self.flip_to))
+            self.flip_to = np.arange(n)
+            for a, b in aug.flip_label_map:
+                if a not in index or b not in index:
+                    raise ValueError(f"train.augment.flip_label_map: {a!r} / {b!r} is not a class")
+                self.flip_to[index[a]], self.flip_to[index[b]] = index[b], index[a]
         self.epoch = 0
         self._calls = 0
         self._cols = {c: self.rows[c].to_numpy() for c in ("shard", "offset", "t", "h", "w")}
@@ -154,9 +232,12 @@ class ClipDataset(Dataset):
         self._num_classes = max(sizes, default=0)
 
     @classmethod
-    def for_model(cls, samples: pd.DataFrame, root: Path, m, *, train: bool, **options) -> "ClipDataset":
-        """A dataset shaped for model config ``m`` (its frames per clip and input size)."""
-        return cls(samples, root, num_frames=m.num_frames, size=m.input_size, train=train, **options)
+    def for_model(cls, samples: pd.DataFrame, root: Path, m, *, train: bool, augment: AugmentConfig | None = None,
+                  **options) -> "ClipDataset":
+        """A dataset shaped for model config ``m`` (its frames per clip, input size and input
+        policy), augmented in training by ``augment``."""
+        return cls(samples, root, num_frames=m.num_frames, size=m.input_size, train=train,
+                   policy=InputPolicy.of(m, augment if train else None), **options)
 
     def __len__(self) -> int:
         return len(self.units)
@@ -180,35 +261,43 @@ class ClipDataset(Dataset):
             return self._load(idx, rng, t_offset, position)[0]
 
     def _load(self, idx: int, rng: np.random.Generator, t_offset: float, position: float
-              ) -> tuple[torch.Tensor, int]:
-        """The unit's input clip and the row it came from."""
+              ) -> tuple[torch.Tensor, int, bool]:
+        """The unit's input clip, the row it came from, and whether it was mirrored."""
         unit = self.units[idx]
         row = int(unit[rng.integers(len(unit))]) if self.train else int(unit[0])
-        return self._load_row(row, rng, t_offset, position), row
+        x = self._load_row(row, rng, t_offset, position)
+        flipped = self.flip and rng.random() < 0.5
+        return (x.flip(-1) if flipped else x), row, flipped
 
     def _load_row(self, row: int, rng: np.random.Generator, t_offset: float, position: float) -> torch.Tensor:
         frames = self.frames(row)  # a read-only view of the memory-mapped shard: nothing read yet
+        p = self.policy
         if frames.shape[0] == 1:  # a still as a pseudo-clip
             still = shrink_for_input(frames, self.size)
             n = self.image_frames
             # (a still under 2 px on a side has no quadrilateral to warp: ingest refuses such
             # images, but a frame store made before that rule may hold one)
             if self.pseudo_clip == "warp" and n > 1 and self.warp_strength > 0 and min(still.shape[1:3]) > 1:
-                return warped_input(still[0], n, self.warp_strength, self.size, self.train, rng, position)
+                return warped_input(still[0], n, self.warp_strength, self.size, self.train, rng, position, p)
             # replicated: the frame's crop, repeated (what cropping n equal frames gives)
-            return to_input(still, self.size, self.train, rng, position).expand(-1, n, -1, -1).contiguous()
-        # same random draws in the same order as to_input(frames[idx]), but only the chosen
-        # frames' crop is read from the store and converted
-        idx = temporal_indices(frames.shape[0], self.num_frames, self.train, rng, t_offset)
-        y, x, ch, cw = crop_box(frames.shape[1], frames.shape[2], self.train, rng, position)
-        return _crop_to_input(frames[idx, y:y + ch, x:x + cw], self.size, self.train, rng)
+            return to_input(still, self.size, self.train, rng, position, p).expand(-1, n, -1, -1).contiguous()
+        # only the chosen frames' crop is read from the store and converted
+        idx = p.indices(frames.shape[0], self.num_frames, self.train, rng, t_offset)
+        y, x, ch, cw = p.box(frames.shape[1], frames.shape[2], self.train, rng, position)
+        return finish_input(_crop_to_unit(frames[idx, y:y + ch, x:x + cw], self.size), p, self.train, rng)
 
     def __getitem__(self, idx: int):
-        if not self.soft_weight:
-            return self.load(idx, self._rng(idx)), int(self.labels[idx])
         with one_thread():
-            x, row = self._load(idx, self._rng(idx), 0.5, 0.5)
-        return x, self.soft_target(idx, row)
+            x, row, flipped = self._load(idx, self._rng(idx), 0.5, 0.5)
+        if not self.soft_weight:
+            label = int(self.labels[idx])
+            return x, int(self.flip_to[label]) if flipped else label
+        target = self.soft_target(idx, row)
+        if flipped:  # the mirrored clip's classes: pairs in flip_label_map swap places (an involution)
+            perm = np.arange(len(target))
+            perm[:len(self.flip_to)] = self.flip_to[:len(target)]
+            target = target[torch.from_numpy(perm)]
+        return x, target
 
     def soft_target(self, idx: int, row: int) -> torch.Tensor:
         """Unit ``idx``'s training target when its clip came from ``row``: its label's one-hot

@@ -1,7 +1,7 @@
 """Extract: ingested items -> resized frames in a sharded frame store + ``samples.parquet``.
 
-Target clips and web videos become one sample each (``frames_per_clip`` frames sampled over
-the whole clip); web images become one-frame samples (the unified form is made at training
+Target clips and web videos become one sample each (frames at ``fps`` over the whole clip, at
+most ``max_frames_per_clip``; or ``frames_per_clip`` frames spread over it when ``fps`` is null); web images become one-frame samples (the unified form is made at training
 time); untrimmed videos are cut into consecutive fixed-length windows, one sample each, with
 ``start_s``/``end_s``. Work is split into chunks of items; each chunk writes one shard and
 then one part file, so a rerun skips finished chunks. Source files are only read.
@@ -59,6 +59,15 @@ def plan_windows(duration_s: float, window_s: float, stride_s: float,
     return out
 
 
+def frames_per_window(windows: list[Window], ecfg: ExtractConfig) -> int:
+    """Frames stored per window of one video: ``fps`` x the longest window's length (at least 1, at
+    most ``max_frames_per_clip``), or ``frames_per_clip`` when ``fps`` is null."""
+    if ecfg.fps is None:
+        return ecfg.frames_per_clip
+    longest = max((w.end_s - w.start_s for w in windows), default=0.0)
+    return int(min(ecfg.max_frames_per_clip, max(1, round(longest * ecfg.fps))))
+
+
 def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> str:
     """Worker: decode one chunk of items into one shard; returns the part file's path."""
     ecfg = ExtractConfig(**cfg)
@@ -74,7 +83,7 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
                     windows = [Window(0.0, 0.0)]
                 else:
                     windows = _windows_for(item, ecfg)
-                    frames = decode_windows(item["path"], windows, ecfg.frames_per_clip, ecfg.short_side,
+                    frames = decode_windows(item["path"], windows, frames_per_window(windows, ecfg), ecfg.short_side,
                                             backend=ecfg.backend)
                 for ci, (win, arr) in enumerate(zip(windows, frames)):
                     ref = writer.append(arr)

@@ -4,6 +4,9 @@ Every model takes ``float[B, 3, T, H, W]`` and returns class logits.
 - ``tsn_<timm name>`` (e.g. ``tsn_resnet10t``): a 2D CNN applied to each frame, scores averaged.
 - ``c3d_small``: a SlowOnly-style 3D CNN (spatial-only convs early, spatio-temporal late),
   small enough to train on a CPU.
+- ``c3d_patch`` (the default): a 4x4 stride-4 patch stem, then three 3x3x3 conv blocks, so the
+  model sees time from its first block on (at 16x16 positions of a 64 px input): classes told
+  apart by direction, rotation sense or growth need that (issue 33).
 - ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: torchvision's video ResNets, for GPU workers.
 ``pretrained`` loads a local state dict (never downloaded); the classifier is re-initialised
 when its shape differs.
@@ -58,7 +61,33 @@ class C3DSmall(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-VIDEO_ARCHS = ("c3d_small", "r3d_18", "mc3_18", "r2plus1d_18")
+def _conv_bn(cin: int, cout: int, k, stride, padding) -> list[nn.Module]:
+    return [nn.Conv3d(cin, cout, k, stride=stride, padding=padding, bias=False), nn.BatchNorm3d(cout),
+            nn.ReLU(inplace=True)]
+
+
+class C3DPatch(nn.Module):
+    """A 4x4 stride-4 patch stem to ``width`` channels, then 3x3x3 conv-BN-ReLU blocks of 4/3, 8/3
+    (stride 2 in time and space) and 4 (stride 2 in space) x ``width`` channels, global mean pool,
+    dropout, linear head. At width 24 it is the plain reference of benchmarks/reference_model.py
+    (24, 32, 64, 96 channels)."""
+
+    def __init__(self, num_classes: int, width: int = 24, dropout: float = 0.3):
+        super().__init__()
+        w1, w2, w3 = round(4 * width / 3), round(8 * width / 3), 4 * width
+        self.features = nn.Sequential(
+            *_conv_bn(3, width, (1, 4, 4), (1, 4, 4), 0),
+            *_conv_bn(width, w1, 3, 1, 1),
+            *_conv_bn(w1, w2, 3, (2, 2, 2), 1),
+            *_conv_bn(w2, w3, 3, (1, 2, 2), 1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(w3, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+VIDEO_ARCHS = ("c3d_patch", "c3d_small", "r3d_18", "mc3_18", "r2plus1d_18")
 
 
 def arch_problem(arch: str) -> str:
@@ -73,7 +102,9 @@ def arch_problem(arch: str) -> str:
 
 
 def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path | None = None) -> nn.Module:
-    if arch == "c3d_small":
+    if arch == "c3d_patch":
+        model = C3DPatch(num_classes, width)
+    elif arch == "c3d_small":
         model = C3DSmall(num_classes, width)
     elif arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
         import torchvision.models.video as tvv
@@ -89,7 +120,7 @@ def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path |
             raise ValueError(f"unknown timm model {name!r} in arch {arch!r}: {exc}") from None
         model = TSN(backbone)
     else:
-        raise ValueError(f"unknown arch {arch!r}: use c3d_small, r3d_18, mc3_18, r2plus1d_18 or tsn_<timm model>")
+        raise ValueError(f"unknown arch {arch!r}: use {', '.join(VIDEO_ARCHS)} or tsn_<timm model>")
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))
     return model

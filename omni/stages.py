@@ -188,7 +188,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
         return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
     if stage == "teacher":
         return {"classes": names, "model": getattr(cfg.teacher, part).model_dump(mode="json"),
-                "seed": cfg.train.seed, "amp": cfg.train.amp}
+                "augment": cfg.train.augment.model_dump(mode="json"), "seed": cfg.train.seed, "amp": cfg.train.amp}
     if stage == "score":
         return {"amp": cfg.train.amp}
     if stage == "filter":
@@ -675,7 +675,7 @@ def _threads(u: Unit) -> None:
 
 
 def _teacher(u: Unit) -> dict:
-    from .config import ModelConfig
+    from .config import AugmentConfig, ModelConfig
     from .teacher import train_teacher
 
     _threads(u)
@@ -685,7 +685,7 @@ def _teacher(u: Unit) -> dict:
         raise StageError("no usable target training clips: every target train item failed ingest or extract "
                          "(their reasons: ingest/target/targets.parquet, extract/target/samples.parquet)")
     res = train_teacher(ModelConfig(**s["model"]), samples, u.workdir, s["classes"], u.dir,
-                        u.keys[u.name], seed=s["seed"], amp=s["amp"], run=run_options(u.runtime), progress=u.progress,
+                        u.keys[u.name], seed=s["seed"], amp=s["amp"], augment=AugmentConfig(**s["augment"]), run=run_options(u.runtime), progress=u.progress,
                         should_stop=u.should_stop)
     if u.ranks.main:
         _curve_png(u, res)
@@ -892,8 +892,8 @@ def _baseline_is_the_video_teacher(u: Unit, rows: pd.DataFrame) -> Path | None:
     if "video" not in teacher_kinds(u.cfg) or (rows["t"] <= 1).any():
         return None
     teacher = unit_settings(u.cfg, "teacher/video")
-    if (teacher["model"], teacher["seed"], teacher["amp"], teacher["classes"]) != \
-            (t["model"], t["seed"], t["amp"], u.settings["classes"]):
+    if (teacher["model"], teacher["augment"], teacher["seed"], teacher["amp"], teacher["classes"]) != \
+            (t["model"], t["augment"], t["seed"], t["amp"], u.settings["classes"]):
         return None
     d = stage_dir(u.cfg, "teacher/video")
     if not cache.is_done(d, u.keys["teacher/video"]) or not (d / "model.pt").exists():

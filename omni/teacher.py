@@ -12,7 +12,7 @@ import pandas as pd
 
 from .atomic import write_json_atomic
 from .ranks import current
-from .config import ModelConfig
+from .config import AugmentConfig, ModelConfig
 from .data import ClipDataset
 from .metrics import classification_metrics
 from .predict import predict
@@ -22,20 +22,24 @@ KIND_OF_SOURCE = {"image": "image", "video": "video", "untrimmed": "video"}
 
 
 def teacher_dataset(samples: pd.DataFrame, root: Path, m: ModelConfig, *, train: bool, seed: int = 0,
-                    image_frames: int | None = None, group_by_item: bool = True) -> ClipDataset:
+                    image_frames: int | None = None, group_by_item: bool = True,
+                    augment: AugmentConfig | None = None, class_names: list[str] | None = None) -> ClipDataset:
     return ClipDataset.for_model(samples, root, m, train=train, pseudo_clip="replicate", seed=seed,
-                                 image_frames=image_frames, group_by_item=group_by_item)
+                                 image_frames=image_frames, group_by_item=group_by_item, augment=augment,
+                                 class_names=class_names)
 
 
 def train_teacher(mcfg: ModelConfig, target: pd.DataFrame, root: Path, class_names: list[str], out_dir: Path,
                   key: str, *, seed: int, amp: bool | str, run: RunOptions = RunOptions(),
+                  augment: AugmentConfig | None = None,
                   progress=None, should_stop=None) -> dict:
     """Train on the target train clips; report accuracy on the target val clips."""
     train = target[target["split"] == "train"]
     val = target[target["split"] == "val"]
     if train.empty:
         raise ValueError("no usable target training clips: every target train item failed ingest or extract")
-    res = fit(mcfg, class_names, teacher_dataset(train, root, mcfg, train=True, seed=seed), out_dir, key,
+    tds = teacher_dataset(train, root, mcfg, train=True, seed=seed, augment=augment, class_names=class_names)
+    res = fit(mcfg, class_names, tds, out_dir, key,
               seed=seed, amp=amp, run=run, progress=progress, should_stop=should_stop)
     if not current().main:  # a torchrun rank other than 0: rank 0 reports
         return res

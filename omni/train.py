@@ -25,7 +25,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRa
 
 from .atomic import torch_save_atomic
 from .cancel import Cancelled
-from .config import ModelConfig
+from .config import LEGACY_INPUT, ModelConfig
 from .data import ClipDataset, resampling_weights
 from .models import build_model
 from .precision import use_autocast
@@ -398,7 +398,8 @@ def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, ke
 
     def ds(r, soft_weight=0.0):
         return ClipDataset.for_model(r, root, m, train=True, pseudo_clip=t.pseudo_clip,
-                                     warp_strength=t.warp_strength, seed=t.seed, soft_weight=soft_weight)
+                                     warp_strength=t.warp_strength, seed=t.seed, soft_weight=soft_weight,
+                                     augment=t.augment, class_names=class_names)
 
     aux = {src: ds(g, t.soft_target_weight) for src, g in rows[rows["source"] != "target"].groupby("source")}
     # the paper's target:auxiliary batch ratio of about 1:1, split over the sources
@@ -415,7 +416,7 @@ def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, ke
 def load_model(path: Path, device: str = "auto") -> tuple[torch.nn.Module, ModelConfig, list[str]]:
     """A trained model (eval mode, on ``device``), its config and its class names."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    mcfg = ModelConfig(**{**ck["config"], "pretrained": None})
+    mcfg = ModelConfig(**{**LEGACY_INPUT, **ck["config"], "pretrained": None})  # (older models: their input)
     model = build_model(mcfg.arch, ck["num_classes"], mcfg.width)
     model.load_state_dict(ck["model"])
     names = ck.get("class_names") or [str(i) for i in range(ck["num_classes"])]

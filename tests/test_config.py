@@ -17,7 +17,7 @@ def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path):
     cfg = load_config(_write(tmp_path, BASE))
     assert cfg.workdir == (tmp_path / "w").resolve()
     assert cfg.target.train == (tmp_path / "t.csv").resolve()
-    assert cfg.extract.short_side == "auto" and cfg.frame_short_side() == 96  # 48 px models
+    assert cfg.extract.short_side == "auto" and cfg.frame_short_side() == 64  # 64 px models, frames squashed whole
     assert cfg.class_names() == ["a", "b"]
 
 
@@ -67,9 +67,10 @@ def test_a_partial_image_teacher_keeps_its_own_defaults(tmp_path):
     # teacher.image.steps alone (a YAML section, or the deployment's teacher_steps parameter) must not
     # turn the 2D image teacher into a video model
     cfg = load_config(_write(tmp_path, {**BASE, "teacher": {"image": {"steps": 300}}}))
-    assert (cfg.teacher.image.arch, cfg.teacher.image.num_frames, cfg.teacher.image.steps) == ("tsn_resnet10t", 3, 300)
-    assert cfg.teacher.video.arch == "c3d_small"
+    img = cfg.teacher.image
+    assert (img.num_frames, img.frame_sampling, img.steps) == (1, "segments", 300)  # single frames, not clips
+    assert (cfg.teacher.video.num_frames, cfg.teacher.video.frame_sampling) == (8, "consecutive")
     cfg = load_config(_write(tmp_path, BASE), overrides=["teacher.image.input_size=32"])
-    assert (cfg.teacher.image.arch, cfg.teacher.image.input_size) == ("tsn_resnet10t", 32)
+    assert (cfg.teacher.image.num_frames, cfg.teacher.image.input_size) == (1, 32)
     cfg = load_config(_write(tmp_path, {**BASE, "teacher": {"image": {"arch": "c3d_small", "num_frames": 8}}}))
     assert (cfg.teacher.image.arch, cfg.teacher.image.num_frames) == ("c3d_small", 8)  # an explicit choice stands

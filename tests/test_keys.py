@@ -36,10 +36,16 @@ READERS = {
     "ingest.*": ALL_INGEST,
     "extract.short_side": ALL_EXTRACT, "extract.shard_items": ALL_EXTRACT,
     "extract.frames_per_clip": CLIP_EXTRACT, "extract.backend": CLIP_EXTRACT,
+    "extract.fps": CLIP_EXTRACT, "extract.max_frames_per_clip": CLIP_EXTRACT,
     "extract.window_s": ["extract/un"], "extract.stride_s": ["extract/un"], "extract.shot_split": ["extract/un"],
     "extract.shot_threshold": ["extract/un"], "extract.max_duration_s": CLIP_EXTRACT,
     "extract.max_windows_per_video": ["extract/un"], "extract.frame_codec": ALL_EXTRACT,
     "extract.jpeg_quality": ALL_EXTRACT,
+    # a model's input size and resize rule set the stored short side (extract.short_side: auto)
+    **{f"{m}.{k}": ALL_EXTRACT + units for m, units in (("teacher.image", ["teacher/image"]),
+                                                         ("teacher.video", ["teacher/video"]),
+                                                         ("train.model", TRAINS))
+       for k in ("input_size", "resize")},
     "teacher.image.*": ["teacher/image"], "teacher.video.*": ["teacher/video"],
     "filter.refine": ["train/omnisource"],  # off: no first-round student; omnisource learns from round 1
     "filter.refine_rule": ["train/omnisource"],  # the second round's rule
@@ -51,7 +57,9 @@ READERS = {
     # the bar of a contradiction, read by refine_rule contradict and refine_relabel (both default; see below)
     "filter.refine_min_contradiction": ["train/omnisource"],
     "filter.*": ["filter"],
-    "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS, "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
+    "train.model.*": TRAINS, "train.seed": TEACHERS + TRAINS,
+    "train.augment.*": TEACHERS + TRAINS,  # teachers and students alike
+    "train.amp": TEACHERS + SCORES + TRAINS + EVALS,
     "train.soft_target_weight": ["train/omnisource"],  # the second round's student's soft targets
     "train.soft_target_kinds": ["train/omnisource"],  # and the kinds of source that learn them
     "train.*": ["train/first_round", "train/omnisource"],  # the joint-training knobs
@@ -143,7 +151,7 @@ def _candidates(value, annotation):
     elif isinstance(value, str):
         out.append(value + "x")
     elif isinstance(value, list):
-        out += [["/tmp"], value + ["x"], []]
+        out += [["/tmp"], value + ["x"], [], [("a", "b")]]
     elif isinstance(value, dict):
         out += [{**value, "GPU": 1.0}, {}, {"video": "top1"}]
     elif value is None:
@@ -203,12 +211,18 @@ def test_auto_short_side_follows_the_models_input_sizes(base):
     next 32-px step re-extracts every source; an explicit short side ignores the models."""
     from omni.config import needed_short_side
 
-    assert [needed_short_side([s]) for s in (32, 48, 64, 112, 224)] == [64, 96, 96, 160, 320]
+    from omni.config import ModelConfig
+
+    assert [needed_short_side([ModelConfig(input_size=s, resize="crop")]) for s in (32, 48, 64, 112, 224)] == \
+        [64, 96, 96, 160, 320]
+    # a squashing model (the default) needs only its input size
+    assert [needed_short_side([ModelConfig(input_size=s)]) for s in (32, 48, 64, 112, 224)] == \
+        [32, 64, 64, 128, 224]
     cfg0 = _cfg(base)
-    assert cfg0.frame_short_side() == 96
+    assert cfg0.frame_short_side() == 64
     before = _keys(cfg0)
     big = _cfg(_set(base, "train.model.input_size", 112))
-    assert big.frame_short_side() == 160
+    assert big.frame_short_side() == 128
     after = _keys(big)
     assert {u for u in before if after[u] != before[u]} == affected(ALL_EXTRACT + TRAINS)
     fixed = _set(base, "extract.short_side", 320)

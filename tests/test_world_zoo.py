@@ -1,6 +1,7 @@
 """The world zoo's knobs on the demo-world generator (no training here)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import pandas as pd
@@ -179,35 +180,19 @@ def test_learning_quality_pools_runs_that_differ_only_in_threads_or_the_second_r
     assert lq.comparable("train.threads=1 filter.keep_fraction=0.8") == "filter.keep_fraction=0.8"
 
 
-def test_learning_quality_hour_profile_is_the_default_recipe_on_small_models(zoo_world, tmp_path):
-    import inspect
-    import sys
+def test_learning_quality_worlds_hold_families_out():
+    """The tuning grid never holds a world of a held-out family; the final one holds every family."""
     from pathlib import Path
 
-    from omni.config import ModelConfig
+    from omni.demo.world import FAMILIES, HELD_OUT_FAMILIES, family_of
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import learning_quality as lq
-    import reference_model
 
-    world, _ = zoo_world
-    hour = lq.PROFILES["hour"]
-    cfg = lq._config(lq.world_config(world, tmp_path / "work", hour["set"] + ["train.threads=1"]))
-    default = ModelConfig()
-    for m in (cfg.train.model, cfg.teacher.video):
-        assert (m.width, m.input_size, m.num_frames) == (12, 32, 4)
-        # the schedule and recipe stay the defaults': only the models shrink
-        assert (m.steps, m.optimizer, m.lr, m.weight_decay) == (default.steps, default.optimizer, default.lr,
-                                                               default.weight_decay)
-    assert cfg.teacher.image.input_size == 32 and cfg.teacher.image.arch == default_image_arch()
-    assert set(hour["reference"]) <= set(inspect.signature(reference_model.train_reference).parameters)
+    tuning, final = lq.family_worlds(False), lq.family_worlds(True)
+    assert tuning and not {family_of(w) for w in tuning} & set(HELD_OUT_FAMILIES)
+    assert {family_of(w) for w in final} == set(FAMILIES)
     assert lq.GRID_WORLDS and set(lq.GRID_WORLDS) <= set(ZOO) and len(lq.GRID_WORLDS) == 6
-
-
-def default_image_arch() -> str:
-    from omni.config import TeacherConfig
-
-    return TeacherConfig().image.arch
 
 
 # ---------------------------------------------------------------- world families
