@@ -1038,6 +1038,16 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"{where}.arch: {problem}")
         if m.pretrained is not None and not Path(m.pretrained).is_file():
             raise ConfigError(f"{where}.pretrained: no such file: {m.pretrained}")
+    seen: set[str] = set()
+    for pair in cfg.train.augment.flip_label_map:
+        unknown = [c for c in pair if c not in names]
+        if unknown:
+            raise ConfigError(f"train.augment.flip_label_map: {unknown[0]!r} is not a class (classes: "
+                              f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+        if pair[0] == pair[1] or seen & set(pair):
+            raise ConfigError(f"train.augment.flip_label_map: {list(pair)}: each class may be in one pair, "
+                              "with another class")
+        seen |= set(pair)
     for split in ("train", "val"):
         read_target_list(getattr(cfg.target, split), names)
     for src in cfg.sources:

@@ -161,6 +161,10 @@ def test_a_classes_file_with_a_bom_or_in_latin1(tmp_path):
     ({"target": "EMPTY_TRAIN"}, "the list is empty"),
     ({"sources": "NO_URL_COLUMN"}, "no 'url' column"),
     ({"sources": "WORKDIR_INSIDE"}, "is inside the folder of source 'web_videos'"),
+    ({"train": {"augment": {"flip": True, "flip_label_map": [["disc_slide", "swim"]]}}},
+     r"train\.augment\.flip_label_map: 'swim' is not a class"),
+    ({"train": {"augment": {"flip_label_map": [["disc_slide", "disc_bounce"], ["disc_bounce", "square_slide"]]}}},
+     r"each class may be in one pair"),
 ])
 def test_contract_mistakes_stop_the_run_before_any_work(tmp_path, tiny_world, capsys, change, message):
     cfg = yaml.safe_load(write_config(tmp_path, tiny_world).read_text())
