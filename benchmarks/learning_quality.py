@@ -15,9 +15,10 @@ Writes under ``--out`` (default ``benchmarks/results/learning_quality``):
   filter's precision / recall per source against the world's ground truth, plus train times.
 
     .venv/bin/python benchmarks/learning_quality.py --jobs 2        # 6 worlds x 3 seeds, defaults (~5 h on 2 cores)
-    .venv/bin/python benchmarks/learning_quality.py --profile hour --jobs 2   # the same grid, small models (~1 h)
+    .venv/bin/python benchmarks/learning_quality.py --families tuning --jobs 2   # every world of the tuning families
+    .venv/bin/python benchmarks/learning_quality.py --families all --jobs 2      # the final table: held-out families too
     .venv/bin/python benchmarks/learning_quality.py --quick         # 2 worlds x 1 seed
-    .venv/bin/python benchmarks/learning_quality.py --recipe old        # the training defaults before the zoo
+    .venv/bin/python benchmarks/learning_quality.py --recipe before33   # omni's defaults before issue 33
     .venv/bin/python benchmarks/learning_quality.py --worlds c10_t5_n50 --seeds 0,1 \\
         --set train.model.epochs=100                                # any omni config override
     .venv/bin/python benchmarks/learning_quality.py --worlds demo   # the default demo world, 3 seeds
@@ -50,17 +51,18 @@ def family_worlds(held_out: bool) -> list[str]:
 
     return [w for fam, ws in FAMILIES.items() if held_out or fam not in HELD_OUT_FAMILIES for w in ws
             if w != "c8_t5_n50_conf"]
-# omni's training defaults before they were measured here (epochs of the target set, SGD), for
-# side-by-side comparison: --recipe old
-OLD = {"steps": "null", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0001, "label_smoothing": 0.0,
-       "width": 32, "input_size": 64}
+
+
+# omni's defaults before issue 33 (SlowOnly-style c3d_small on random crops of 8 frames spread over
+# each clip, dataset normalisation, mirroring, 600 steps; a tsn_resnet10t image teacher on 3 frames),
+# for side by side comparison on worlds nobody tuned either on: --recipe before33
+_BEFORE33_MODEL = {"arch": "c3d_small", "input_size": 48, "frame_sampling": "segments", "resize": "crop",
+                   "normalize": "dataset", "steps": 600, "warmup_frac": 0.05}
 RECIPES = {"default": [],
-           "old": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video", "teacher.image") for k, v in OLD.items()]
-           + ["train.model.epochs=40"]}
-# --profile: only the defaults now (the "hour" profile shrank the old 48 px SlowOnly-style models;
-# omni's default is now the small reference-sized model, so the default grid is the quick one)
-PROFILES = {"default": {"set": [], "reference": {}}}
-SOURCES = ("web_images", "web_videos", "untrimmed")
+           "before33": [f"{sec}.{k}={v}" for sec in ("train.model", "teacher.video") for k, v in _BEFORE33_MODEL.items()]
+           + [f"teacher.image.{k}={v}" for k, v in {**_BEFORE33_MODEL, "arch": "tsn_resnet10t", "num_frames": 3}.items()]
+           + ["extract.fps=null", "train.augment.flip=true", "train.augment.shift=0", "train.augment.gain=0",
+              "train.augment.brightness=0", "train.augment.noise=0"]}
 
 
 def world_config(world: Path, workdir: Path, overrides: list[str]) -> dict:
@@ -344,7 +346,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                     help="training recipe overrides put before --set (default: omni's own defaults)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="default: benchmarks/results/learning_quality (profile hour: learning_quality_hour)")
+                    help="default: benchmarks/results/learning_quality")
     ap.add_argument("--cache", type=Path, default=None, help="worlds and workdirs (default: OUT/cache)")
     ap.add_argument("--no-unfiltered", action="store_true")
     ap.add_argument("--no-reference", action="store_true")

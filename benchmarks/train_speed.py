@@ -1,8 +1,8 @@
 """Training and scoring speed: omni's own loop against a plain PyTorch loop, per model and precision.
 
-For each model omni ships (the 2D image teacher ``tsn_resnet10t`` and the 3D ``c3d_small``
-teacher/student at the defaults in ``omni/config.py``, the student's joint step with a web-image
-source, and torchvision's ``r3d_18`` at 112 px), in one process and interleaved round by round:
+For each model omni ships (the image teacher, the video teacher/student at the defaults in
+``omni/config.py``, the student's joint step with a web-image source, and torchvision's ``r3d_18``
+at 112 px; ``tsn_<timm model>``, ``c3d_small`` (at its old 48 px crop recipe) or ``c3d_patch`` by name), in one process and interleaved round by round:
 
 - **plain** (the reference): pre-built tensors on the device, ``model(x)``, cross-entropy,
   backward, the recipe's optimizer step (AdamW at the defaults, as omni); scoring: ``model(x)`` + softmax under ``no_grad``;
@@ -72,21 +72,22 @@ def specs(names: list[str], quick: bool, tiny: bool, device: str) -> list[Spec]:
     image, video, student = TeacherConfig().image, TeacherConfig().video, TrainConfig().model
     out = []
     for n in names:
-        if n == "tsn_resnet10t":
-            s = Spec("tsn_resnet10t (image teacher)", image.model_copy())
-        elif n == "c3d_small":
+        if n == "image_teacher":
+            s = Spec(f"{image.arch} on {image.num_frames} frame(s) (image teacher)", image.model_copy())
+        elif n == "video_teacher":
             same = (video.arch, video.width, video.input_size, video.num_frames, video.batch_size) == \
                    (student.arch, student.width, student.input_size, student.num_frames, student.batch_size)
-            s = Spec("c3d_small (video teacher" + (" = student)" if same else ")"), video.model_copy())
-        elif n == "c3d_small_joint":
-            s = Spec("c3d_small student + web images", student.model_copy(), aux_images=student.batch_size,
+            s = Spec(f"{video.arch} (video teacher" + (" = student)" if same else ")"), video.model_copy())
+        elif n == "student_joint":
+            s = Spec(f"{student.arch} student + web images", student.model_copy(), aux_images=student.batch_size,
                      note="joint step: target batch + one image source (warped pseudo-clips)")
         elif n in ("r3d_18", "mc3_18", "r2plus1d_18"):
             # a GPU model: 112 px, 8 frames; on a CPU a small batch keeps it to a few seconds a step
             s = Spec(f"{n} (112 px)", ModelConfig(arch=n, input_size=112, num_frames=8,
                                                   batch_size=16 if device == "cuda" else 2))
-        elif n.startswith("tsn_") or n == "c3d_small_student":
-            s = Spec(n, ModelConfig(arch=n) if n.startswith("tsn_") else student.model_copy())
+        elif n.startswith("tsn_") or n in ("c3d_small", "c3d_patch"):
+            s = Spec(n, ModelConfig(arch=n, **({"input_size": 48, "resize": "crop", "normalize": "dataset",
+                                                 "frame_sampling": "segments"} if n == "c3d_small" else {})))
         else:
             raise SystemExit(f"--models: unknown model {n!r}")
         if tiny:  # test-sized shapes: only the code path is exercised
@@ -563,11 +564,11 @@ def threads_study(opts) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CI-sized: tsn_resnet10t and c3d_small, few steps (< 1 min)")
+    ap.add_argument("--quick", action="store_true", help="CI-sized: the two teachers, few steps (< 1 min)")
     ap.add_argument("--tiny", action="store_true", help="test-sized shapes (32 px, batch 2): exercises the code only")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--models", default=None,
-                    help="comma list (default: tsn_resnet10t,c3d_small,c3d_small_joint,r3d_18; quick: the first two)")
+                    help="comma list (default: image_teacher,video_teacher,student_joint,r3d_18; quick: the first two)")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps per side per round")
@@ -590,8 +591,8 @@ def main(argv=None) -> int:
     from omni.config import EvaluateConfig, ExtractConfig, TrainConfig
 
     quick = opts.quick or opts.tiny
-    opts.models = (opts.models or ("tsn_resnet10t,c3d_small" if quick else
-                                   "tsn_resnet10t,c3d_small,c3d_small_joint,r3d_18")).split(",")
+    opts.models = (opts.models or ("image_teacher,video_teacher" if quick else
+                                   "image_teacher,video_teacher,student_joint,r3d_18")).split(",")
     opts.precisions = opts.precisions.split(",")
     opts.steps = opts.steps or (2 if quick else 3)
     opts.rounds = opts.rounds or (1 if quick else 2)

@@ -64,7 +64,8 @@ class IngestConfig(_Strict):
 class ExtractConfig(_Strict):
     short_side: Annotated[int, Field(ge=8)] | Literal["auto"] = Field(
         "auto", description="short side of stored frames; auto: what the configured models can use (the "
-        "largest input_size / 0.7, the smallest training crop, rounded up to a multiple of 32)")
+        "largest input_size of a squashing model, or input_size / 0.7, the smallest training crop, of a cropping "
+        "one, rounded up to a multiple of 32)")
     fps: float | None = Field(4.0, gt=0, description="store every clip and window at this frame rate (frames "
                               "at the centres of 1/fps slots), at most max_frames_per_clip frames (a longer clip "
                               "is stored at a lower rate); null: frames_per_clip frames spread over each clip")
@@ -161,7 +162,7 @@ class TeacherConfig(_Strict):
     @classmethod
     def _image_teacher_defaults(cls, value: Any) -> Any:
         """A partial ``teacher.image`` (``{steps: 300}``) keeps the image teacher's own defaults
-        (a 2D TSN network) for the keys it leaves out, not those of a video model."""
+        (one frame at a time, not a clip) for the keys it leaves out, not those of a video model."""
         return {**IMAGE_TEACHER, **value} if isinstance(value, dict) else value
 
 

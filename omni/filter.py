@@ -114,7 +114,7 @@ def second_round_rule(fcfg: FilterConfig, refine_rule: str, refine_min_score: fl
     ``refine_min_score``, also that probability of the query class), the filter's own rule
     (``same``), or None for ``contradict`` (every sample but the confident contradictions). The
     first-round student has learned from hundreds of web samples, so its top class is a far better
-    judge than the teacher's (see the README's Performance section)."""
+    judge than the teacher's (measured with the earlier model defaults: docs/history.md)."""
     if refine_rule == "contradict":
         return None
     if refine_rule == "same":

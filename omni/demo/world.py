@@ -842,7 +842,7 @@ def demo_config(world: Path, workdir: Path, crawl_dir: Path, tiny: bool = False)
     }
     if tiny:  # tests: a few steps of small models
         small = {"steps": 6, "width": 8, "input_size": 32, "batch_size": 8}
-        cfg["teacher"] = {"image": {"arch": "tsn_resnet10t", "num_frames": 3, **small}, "video": dict(small)}
+        cfg["teacher"] = {"image": dict(small), "video": dict(small)}
         cfg["train"] = {"model": dict(small)}
         cfg["extract"] = {"short_side": 36}
     return cfg
