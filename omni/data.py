@@ -100,8 +100,7 @@ def finish_input(x: torch.Tensor, policy: InputPolicy, train: bool, rng: np.rand
     with replicate padding, per-channel gain, a brightness offset, Gaussian noise; mirroring is
     drawn by the dataset, which also swaps labels)."""
     if policy.normalize == "clip":
-        flat = x.reshape(3, -1)
-        x = (x - flat.mean(1).view(3, 1, 1, 1)) / (flat.std(1).view(3, 1, 1, 1) + 0.05)
+        x = _standardise(x)
     else:
         x = x.sub_(MEAN).mul_(1 / STD)
     aug = policy.augment
@@ -113,14 +112,27 @@ def finish_input(x: torch.Tensor, policy: InputPolicy, train: bool, rng: np.rand
         dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, 2))
         if dy or dx:
             padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")  # [3, T, S+2p, S+2p]
-            x = padded[..., pad + dy:pad + dy + size, pad + dx:pad + dx + size]
+            x = padded[..., pad + dy:pad + dy + size, pad + dx:pad + dx + size].contiguous()
     if aug.gain > 0:
-        x = x * torch.from_numpy(rng.uniform(1 - aug.gain, 1 + aug.gain, 3).astype(np.float32)).view(3, 1, 1, 1)
+        x.mul_(torch.from_numpy(rng.uniform(1 - aug.gain, 1 + aug.gain, 3).astype(np.float32)).view(3, 1, 1, 1))
     if aug.brightness > 0:
-        x = x + float(rng.uniform(-aug.brightness, aug.brightness))
-    if aug.noise > 0:
-        x = x + torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32) * aug.noise)
+        x.add_(float(rng.uniform(-aug.brightness, aug.brightness)))
+    if aug.noise > 0:  # torch's generator, seeded from rng: a third of the cost of numpy's normal draws
+        gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        x.add_(torch.randn(x.shape, generator=gen), alpha=aug.noise)
     return x.contiguous()
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """Each channel of a clip (float[3, T, H, W]) to zero mean and unit standard deviation (+0.05,
+    so a flat clip is not blown up). Sums rather than ``torch.std``, which took 0.55 ms of a
+    clip's 0.8 ms here."""
+    flat = x.reshape(3, -1)
+    n = flat.shape[1]
+    s1, s2 = flat.sum(1), (flat * flat).sum(1)  # float32: pixels in [0, 1], ample precision here
+    mean = s1 / n
+    std = ((s2 - n * mean * mean).clamp_(min=0) / max(1, n - 1)).sqrt_()
+    return x.sub_(mean.view(3, 1, 1, 1)).div_((std + 0.05).view(3, 1, 1, 1))
 
 
 def warped_input(still: np.ndarray, n: int, strength: float, size: int, train: bool, rng: np.random.Generator,

@@ -142,5 +142,12 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
     log.info("loaded %d/%d tensors from %s", len(usable), len(own), path)
 
 
+def memory_format(arch: str) -> torch.memory_format:
+    """The layout a model trains fastest in: channels-last for the 3D CNNs (``c3d_patch``'s joint
+    step on 2 CPU cores: 106 against 117 ms in bf16, 89 against 103 ms in fp32), the default for
+    the 2D TSN models (their 5D input is reshaped to frames)."""
+    return torch.contiguous_format if is_2d(arch) else torch.channels_last_3d
+
+
 def is_2d(arch: str) -> bool:
     return arch.startswith("tsn_")

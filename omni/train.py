@@ -21,13 +21,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRandomSampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, WeightedRandomSampler, default_collate
 
 from .atomic import torch_save_atomic
 from .cancel import Cancelled
 from .config import LEGACY_INPUT, ModelConfig
 from .data import ClipDataset, resampling_weights
-from .models import build_model
+from .models import build_model, memory_format
 from .precision import use_autocast
 from .ranks import Ranks, current
 
@@ -109,6 +109,32 @@ class RankSlices(BatchSampler):
         last = len(self.batches.sampler) % self.batches.batch_size
         short = self.skip_short and last and not self.batches.drop_last and last < self.ranks.world_size
         return n - int(bool(short))
+
+
+class FullBatches(torch.utils.data.Sampler):
+    """The target clips of one epoch, ``ceil(n / batch)`` full batches of them: successive
+    permutations of the clips (from ``seed``) are read as one stream, so every batch holds
+    ``batch`` clips and every clip is seen equally often. A small target set is the point: keeping
+    a short last batch instead (18 clips: batches of 16 and 2 in turn) gave BatchNorm two-clip
+    batches every other step and cost the baseline about 10 points against the plain reference
+    (issue 33). ``epoch`` picks the epoch's part of the stream, so a resumed run reads the same."""
+
+    def __init__(self, n: int, batch: int, seed: int):
+        self.n, self.batch, self.seed, self.epoch = n, batch, seed, 0
+        self.per_epoch = -(-n // batch) * batch if n else 0
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self):
+        start = self.epoch * self.per_epoch
+        out, j = [], start // self.n if self.n else 0
+        skip = start - j * self.n
+        while len(out) < self.per_epoch:
+            perm = np.random.default_rng([self.seed, j]).permutation(self.n)
+            out.extend(perm[skip:].tolist())
+            skip, j = 0, j + 1
+        return iter(out[:self.per_epoch])
 
 
 def _collate(batch: list):
@@ -249,8 +275,8 @@ class _State:
 
 def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, state: _State, joint: JointOptions,
                     smoothing: float, use_amp: bool, dev: torch.device, on_step: Callable[[], None],
-                    ranks: Ranks = Ranks()) -> None:
-    """One pass over the target loader (or up to the step budget)."""
+                    ranks: Ranks = Ranks(), fmt: torch.memory_format = torch.contiguous_format) -> None:
+    """One pass over the target loader (or up to the step budget); batches in ``fmt``."""
     model.train()
     for xb, yb in tloader:
         if state.step >= state.total:
@@ -264,7 +290,7 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
             xs.append(xa)
             ys.append(ya)
             parts.append(len(ya))
-        x = torch.cat(xs).to(dev, non_blocking=True)
+        x = torch.cat(xs).to(dev, non_blocking=True).contiguous(memory_format=fmt)
         y = torch.cat(_same_form(ys)).to(dev, non_blocking=True)
         totals = None
         drop = joint.drop_at(state.step, state.total)
@@ -298,13 +324,13 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     torch.manual_seed(seed)
     np.random.seed(seed)
     num_classes = len(class_names)
-    model = build_model(mcfg.arch, num_classes, mcfg.width, mcfg.pretrained).to(dev)
+    fmt = memory_format(mcfg.arch)
+    model = build_model(mcfg.arch, num_classes, mcfg.width, mcfg.pretrained).to(dev, memory_format=fmt)
     batch = min(mcfg.batch_size, len(target))
     gen = torch.Generator().manual_seed(seed)
     largs = _loader_args(run.loader_workers, dev)
-    # keep a short last batch (small target sets are the point), unless BatchNorm would see one clip
-    tloader = _loader(target, RandomSampler(target, generator=gen), batch, len(target) % batch == 1, ranks, largs,
-                      skip_short=True, generator=gen)
+    tsampler = FullBatches(len(target), batch, seed)
+    tloader = _loader(target, tsampler, batch, True, ranks, largs, skip_short=True, generator=gen)
     aux = {k: v for k, v in (aux or {}).items() if len(v)}
     aux_iters = {k: _forever(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs, ranks))
                  for i, (k, v) in enumerate(aux.items())}
@@ -365,9 +391,9 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     epoch = state.step // max(1, steps_per_epoch)
     try:
         while state.step < total:
-            target.epoch = epoch
+            target.epoch = tsampler.epoch = epoch
             train_one_epoch(net, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp,
-                            dev, on_step, ranks)
+                            dev, on_step, ranks, fmt)
             epoch += 1
     except BaseException:  # a stop request or a crash: keep what was learned so far
         if state.step > resumed_from:
