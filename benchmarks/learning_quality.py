@@ -63,6 +63,10 @@ RECIPES = {"default": [],
            + [f"teacher.image.{k}={v}" for k, v in {**_BEFORE33_MODEL, "arch": "tsn_resnet10t", "num_frames": 3}.items()]
            + ["extract.fps=null", "train.augment.flip=true", "train.augment.shift=0", "train.augment.gain=0",
               "train.augment.brightness=0", "train.augment.noise=0"]}
+# --profile: only the defaults now (the "hour" profile shrank the old 48 px SlowOnly-style models;
+# omni's default is now the small reference-sized model)
+PROFILES = {"default": {"set": [], "reference": {}}}
+SOURCES = ("web_images", "web_videos", "untrimmed")
 
 
 def world_config(world: Path, workdir: Path, overrides: list[str]) -> dict:
