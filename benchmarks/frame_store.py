@@ -1,13 +1,15 @@
 """Frame store codecs side by side: bytes per sample and training-loader clips/s, raw vs JPEG.
 
 Two sets of samples: the demo world's extracted samples (a finished demo workdir, re-coded), and
-the real videos in ../shared/realdata decoded at 320 px short side, 8 frames per clip (what omni's
-default extract writes). Each set is written with every codec into a fresh store; the training
-loader (``ClipDataset``, training augmentation, one process) then draws the same clips from each,
-interleaved, and the training step rate of the same model is measured in the same run for
-reference. Ratios are to raw.
+the real videos in ../shared/realdata decoded as omni's default extract stores them (2 s windows
+at ``extract.fps`` frames a second, the short side the default models need: 64 px). Each set is
+written with every codec into a fresh store; the training loader (``ClipDataset``, the default
+student's input policy and training augmentation, one process) then draws the same clips from
+each, interleaved, and the training step rate of the default student (``ModelConfig()``) is
+measured in the same run for reference. Ratios are to raw.
 
     .venv/bin/python benchmarks/frame_store.py --demo-workdir omni-demo/run [--out benchmarks/results/frame_store.md]
+    .venv/bin/python benchmarks/frame_store.py --smoke --out /tmp/fs.md   # a few generated clips, seconds (tests)
 """
 from __future__ import annotations
 
@@ -23,10 +25,21 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from omni.data import ClipDataset  # noqa: E402
+from omni.config import ExtractConfig, ModelConfig, TeacherConfig, TrainConfig, needed_short_side  # noqa: E402
+from omni.data import ClipDataset, InputPolicy  # noqa: E402
 from omni.framestore import FrameStore, ShardWriter  # noqa: E402
 
 CODECS = (("raw", None), ("jpeg", 95), ("jpeg", 90), ("jpeg", 75))
+STUDENT = ModelConfig()  # the model omni trains by default
+
+
+def default_short_side() -> int:
+    """The short side omni's default extract stores (``extract.short_side: auto`` for the default models)."""
+    ecfg = ExtractConfig()
+    if ecfg.short_side != "auto":
+        return ecfg.short_side
+    teachers = TeacherConfig()
+    return needed_short_side((teachers.image, teachers.video, STUDENT))
 
 
 def demo_samples(workdir: Path, limit: int) -> list[np.ndarray]:
@@ -37,8 +50,29 @@ def demo_samples(workdir: Path, limit: int) -> list[np.ndarray]:
     return [np.asarray(store.read_row(r)) for r in samples.to_dict("records")]
 
 
-def realdata_samples(folder: Path, short_side: int = 320) -> list[np.ndarray]:
+def synthetic_samples(n: int, short_side: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` 4:3 clips of 2 s as the default extract stores them: smooth moving textures plus noise
+    (JPEG sizes like those of footage, not of pure noise)."""
+    from PIL import Image
+
+    from omni.decode import Window
+    from omni.extract import frames_per_window
+
+    rng = np.random.default_rng(seed)
+    t = frames_per_window([Window(0.0, 2.0)], ExtractConfig())
+    h, w = short_side, short_side * 4 // 3
+    out = []
+    for _ in range(n):
+        base = np.asarray(Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((2 * w, 2 * h), 3))
+        frames = [base[k: k + h, 2 * k: 2 * k + w].astype(np.int16) + rng.integers(-8, 8, (h, w, 3), dtype=np.int16)
+                  for k in range(t)]
+        out.append(np.clip(np.stack(frames), 0, 255).astype(np.uint8))
+    return out
+
+
+def realdata_samples(folder: Path, short_side: int) -> list[np.ndarray]:
     from omni.decode import Window, decode_windows
+    from omni.extract import frames_per_window
     from omni.media import check_video, sniff_file
 
     out = []
@@ -48,7 +82,7 @@ def realdata_samples(folder: Path, short_side: int = 320) -> list[np.ndarray]:
         try:
             dur = check_video(p, sniff_file(p), None).duration_s or 2.0
             wins = [Window(s, min(dur, s + 2.0)) for s in np.arange(0, max(dur - 2.0, 0.01), 2.0)[:8]]
-            out += decode_windows(p, wins, 8, short_side)
+            out += decode_windows(p, wins, frames_per_window(wins, ExtractConfig()), short_side)
         except Exception as exc:  # a file this decoder cannot read is not this benchmark's subject
             print(f"  skipped {p.name}: {exc}")
     return out
@@ -72,13 +106,15 @@ def loader_rate(ds: ClipDataset, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def train_rate(size: int, frames: int, batch: int = 16, steps: int = 5) -> float:
-    """Clips/s of one training step of omni's default student (c3d_small), for scale."""
-    from omni.models import build_model
+def train_rate(m: ModelConfig, steps: int = 5) -> float:
+    """Clips/s of one training step of a model (omni's default student), for scale."""
+    from omni.models import build_model, memory_format
 
-    model = build_model("c3d_small", 4, 24, None)
-    opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    x = torch.randn(batch, 3, frames, size, size)
+    fmt = memory_format(m.arch)
+    batch = m.batch_size
+    model = build_model(m.arch, 4, m.width, None).to(memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), m.lr)
+    x = torch.randn(batch, 3, m.num_frames, m.input_size, m.input_size).contiguous(memory_format=fmt)
     y = torch.randint(0, 4, (batch,))
     for i in range(steps + 1):
         if i == 1:
@@ -96,21 +132,39 @@ def main(argv=None) -> int:
     ap.add_argument("--realdata", type=Path, default=ROOT.parent / "shared" / "realdata")
     ap.add_argument("--limit", type=int, default=400, help="demo samples to re-code")
     ap.add_argument("--draws", type=int, default=300, help="clips drawn per loader measurement")
-    ap.add_argument("--input-size", type=int, default=48)
+    ap.add_argument("--input-size", type=int, default=STUDENT.input_size)
+    ap.add_argument("--short-side", type=int, default=None, help="realdata decode size (default: what omni's "
+                    "default extract stores)")
+    ap.add_argument("--smoke", action="store_true", help="12 generated clips only, few draws and steps: checks "
+                    "that the benchmark runs (seconds), no real timing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frame_store.md")
     args = ap.parse_args(argv)
+    side = args.short_side or default_short_side()
+    fps = ExtractConfig().fps
+    student = STUDENT.model_copy(update={"input_size": args.input_size})
+    policy = InputPolicy.of(student, TrainConfig().augment)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     sets = []
-    if args.demo_workdir:
-        sets.append(("demo world samples", demo_samples(args.demo_workdir, args.limit)))
-    if args.realdata.is_dir():
-        sets.append(("realdata, 320 px, 8 frames", realdata_samples(args.realdata)))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.smoke:
+        args.draws = 24
+        sets.append((f"generated, {side} px, 2 s at {fps:g} fps", synthetic_samples(12, side)))
+    else:
+        if args.demo_workdir:
+            sets.append(("demo world samples", demo_samples(args.demo_workdir, args.limit)))
+        if args.realdata.is_dir():
+            sets.append((f"realdata, {side} px, 2 s windows at {fps:g} fps", realdata_samples(args.realdata, side)))
+    if not sets:
+        raise SystemExit("no samples: give --demo-workdir, put ../shared/realdata beside the repository, or --smoke")
+    torch.set_num_threads(max(1, threads))
+    rate = train_rate(student, steps=1 if args.smoke else 5)
     lines = ["# Frame store: raw vs JPEG", "",
-             f"`benchmarks/frame_store.py`: bytes per sample, and clips/s of the training loader (one process, "
-             f"training augmentation, {args.input_size} px input, 8 frames), same clips, same run. "
-             f"For scale: one c3d_small training step runs at "
-             f"{train_rate(args.input_size, 8):.0f} clips/s on this machine.", ""]
+             f"`benchmarks/frame_store.py{' --smoke' if args.smoke else ''}`: bytes per sample, and clips/s of the "
+             f"training loader (one process, the default student's input: {student.num_frames} "
+             f"{student.frame_sampling} "
+             f"frames, {student.resize} to {student.input_size} px, {student.normalize} normalisation, training "
+             f"augmentation), same clips, same run. For scale: one {student.arch} (width {student.width}, batch "
+             f"{student.batch_size}) training step runs at {rate:.0f} clips/s on this machine.", ""]
     for name, samples in sets:
         if not samples:
             continue
@@ -124,7 +178,8 @@ def main(argv=None) -> int:
                 root = Path(tmp) / f"{codec}{q or ''}"
                 rows = write_store(samples, root, codec, q)
                 size = sum(p.stat().st_size for p in (root / "frames").iterdir())
-                ds = ClipDataset(rows, root, num_frames=8, size=args.input_size, train=True, group_by_item=False)
+                ds = ClipDataset(rows, root, num_frames=student.num_frames, size=student.input_size, train=True,
+                                 group_by_item=False, policy=policy)
                 err = float(np.mean([np.abs(np.asarray(ds.store.read_row(r)).astype(np.int16) - s).mean()
                                      for r, s in zip(rows.to_dict("records")[:50], samples[:50])]))
                 stores[(codec, q)] = (ds, size / len(samples), err)

@@ -9,12 +9,14 @@ figures and a peak RSS that does not grow with the list are what "scales" means 
 
     python benchmarks/scaling.py                 # 1x, 4x, 16x -> benchmarks/results/scaling.md
     python benchmarks/scaling.py --scales 1 4    # quicker
+    python benchmarks/scaling.py --smoke --out /tmp/sc --results /tmp/sc.md   # one tiny list, seconds (tests)
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,10 +31,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from omni.config import load_config  # noqa: E402
 from omni.demo.world import demo_config, generate_world, tiny_spec  # noqa: E402
+from omni.stages import stage_dir, units  # noqa: E402
 
 STAGES = ("ingest", "extract", "score")
 BASE = dict(images_per_class=40, videos_per_class=15, untrimmed_per_class=3)
+SMOKE_BASE = dict(images_per_class=2, videos_per_class=1, untrimmed_per_class=1)
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -76,10 +81,13 @@ def run_measured(cmd: list[str], log: Path) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20}
 
 
-def prepare(scale: int, out: Path) -> tuple[Path, int]:
-    spec = replace(tiny_spec(0), **{k: v * scale for k, v in BASE.items()}, val_leaks=0)
+def prepare(scale: int, out: Path, base: dict = BASE, teacher_steps: int | None = None) -> tuple[Path, int]:
+    spec = replace(tiny_spec(0), **{k: v * scale for k, v in base.items()}, val_leaks=0)
     world = generate_world(out / f"world-{scale}x", spec)
     cfg = demo_config(world, out / f"work-{scale}x", world / "crawl", tiny=True)
+    if teacher_steps:
+        for kind in ("image", "video"):
+            cfg["teacher"][kind]["steps"] = teacher_steps
     cfg["ingest"]["allow_private_addresses"] = True
     path = out / f"config-{scale}x.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -88,34 +96,43 @@ def prepare(scale: int, out: Path) -> tuple[Path, int]:
     return path, rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--out", type=Path, default=Path("/tmp/omni-scaling"))
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "scaling.md")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="one scale of a list of a few rows per class: checks "
+                    "that the benchmark runs (seconds), no real measurement")
+    args = ap.parse_args(argv)
+    base = SMOKE_BASE if args.smoke else BASE
+    if args.smoke:
+        args.scales = [1]
     args.out.mkdir(parents=True, exist_ok=True)
     omni = [sys.executable, "-m", "omni"]
     env_note = f"{os.cpu_count()} cores"
     rows = []
     for scale in args.scales:
-        cfg, n = prepare(scale, args.out)
+        cfg, n = prepare(scale, args.out, base, teacher_steps=1 if args.smoke else None)
         print(f"{scale}x: {n} crawl-list rows", flush=True)
         log = args.out / f"log-{scale}x.txt"
-        subprocess.run(omni + ["ingest", str(cfg), "--no-prefect"], check=False,  # target first, unmeasured
-                       stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        if not args.smoke:  # the target first, unmeasured (smoke: measured with the lists)
+            with open(log, "ab") as fh:
+                subprocess.run(omni + ["ingest", str(cfg), "--no-prefect"], check=False, stdout=fh,
+                               stderr=subprocess.STDOUT)
+        work = load_config(cfg)
         for stage in STAGES:
             if stage == "score":  # the teachers: fixed cost, not per item
-                subprocess.run(omni + ["teacher", str(cfg), "--no-prefect"], check=True,
-                               stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+                with open(log, "ab") as fh:
+                    subprocess.run(omni + ["teacher", str(cfg), "--no-prefect"], check=True, stdout=fh,
+                                   stderr=subprocess.STDOUT)
             if stage == "ingest":  # measure a fresh ingest (the target's is cheap and fixed)
-                work = Path(yaml.safe_load(cfg.read_text())["workdir"])
-                import shutil
-
-                for d in (work / "ingest").glob("*"):
-                    if d.name != "target":
-                        shutil.rmtree(d)
+                for unit in units(work, "ingest"):
+                    if unit != "ingest/target":
+                        shutil.rmtree(stage_dir(work, unit), ignore_errors=True)
             m = run_measured(omni + [stage, str(cfg), "--no-prefect"], log)
+            for unit in units(work, stage):  # every unit of the stage finished (a layout change shows here)
+                if not any(stage_dir(work, unit).glob("*.parquet")):
+                    raise SystemExit(f"omni {stage} wrote no table under {stage_dir(work, unit)}; see {log}")
             rows.append({"stage": stage, "scale": f"{scale}x", "rows": n, **m,
                          "ms_wall_per_row": 1000 * m["wall_s"] / n, "ms_cpu_per_row": 1000 * m["cpu_s"] / n})
             print(f"  {stage:8s} wall {m['wall_s']:7.1f} s  cpu {m['cpu_s']:7.1f} s  peak {m['peak_rss_mb']:6.0f} MB  "
@@ -146,7 +163,8 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
