@@ -155,3 +155,26 @@ def test_concurrency_smoke(tmp_path):
                                   "concurrency"])
 def test_every_benchmark_has_a_smoke_flag(name):
     assert "--smoke" in (BENCH / f"{name}.py").read_text()
+
+
+def test_teacher_rules_smoke(tmp_path, tiny_world):
+    """benchmarks/teacher_rules.py on a finished tiny run laid out as learning_quality's cache."""
+    import shutil
+
+    from omni_testing import write_config
+
+    from flows.cli import main as omni_main
+
+    cache = tmp_path / "cache"
+    (cache / "worlds").mkdir(parents=True)
+    shutil.copytree(tiny_world, cache / "worlds" / "tiny-s0")
+    cfg = write_config(tmp_path, cache / "worlds" / "tiny-s0", workdir=str(cache / "work" / "tiny-s0"))
+    assert omni_main(["run", "--no-prefect", str(cfg)]) == 0
+    mod = _bench("teacher_rules")
+    out = tmp_path / "rules.md"
+    assert mod.main(["--cache", str(cache), "--out", str(out)]) == 0
+    rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| web_videos") or ln.startswith("| untrimmed")]
+    assert len(rows) == 20  # ten rules for each of the two sources
+    for ln in rows:
+        p, r = (float(c) for c in ln.strip("|").split("|")[2:4])
+        assert 0 <= r <= 1 and (p != p or 0 <= p <= 1)
