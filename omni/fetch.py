@@ -49,6 +49,7 @@ RETRY_STATUS = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 MAX_RETRY_AFTER_S = 60.0
 DRAIN_MAX_BYTES = 64 * 1024  # a redirect or error body up to this size is read so its connection is reused
+MAX_INTERIM_RESPONSES = 16  # 1xx responses (103 Early Hints, ...) passed over before the final one; more: a bad response
 READ_CHUNK = 1 << 16
 WATCH_INTERVAL_S = 0.05
 SPECIAL_FILESYSTEMS = ("/proc", "/sys", "/dev")
@@ -308,8 +309,32 @@ def _watch(sock) -> None:
         deadline.watch(sock)
 
 
+class _TooManyInterimResponses(http.client.HTTPException):
+    pass
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """A response read past its interim (1xx) responses. http.client passes over ``100 Continue``
+    only, so a ``103 Early Hints`` ahead of the ``200`` became the answer; RFC 9110 (15.2) has a
+    client parse and pass over every 1xx it did not ask for. ``101 Switching Protocols`` answers
+    an upgrade omni never requests: it stays the final status (a failure). At most
+    ``MAX_INTERIM_RESPONSES`` are passed over, each one's header fields under http.client's own
+    limits (line length, count); the item's header deadline covers them all."""
+
+    def _read_status(self):
+        for _ in range(MAX_INTERIM_RESPONSES + 1):
+            version, status, reason = super()._read_status()
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim response's fields, read and dropped
+        raise _TooManyInterimResponses(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
+
+
 class _Watched:
-    """Connection mix-in: hands every socket it opens or reuses to the current item's deadline."""
+    """Connection mix-in: hands every socket it opens or reuses to the current item's deadline,
+    and reads responses past their interim (1xx) responses."""
+
+    response_class = _FinalResponse
 
     def _new_conn(self):
         sock = super()._new_conn()
@@ -707,6 +732,8 @@ def _bad_response(exc: Exception) -> str:
     if not isinstance(cause, http.client.HTTPException) or isinstance(
             cause, (http.client.RemoteDisconnected, http.client.IncompleteRead)):
         return ""
+    if isinstance(cause, _TooManyInterimResponses):
+        return f"bad response: {cause}"
     if isinstance(cause, http.client.LineTooLong):
         return "bad response: line too long"
     if "more than" in str(cause) and "headers" in str(cause):

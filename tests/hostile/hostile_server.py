@@ -366,6 +366,26 @@ def bad_chunks(s, conn, path):
     return False
 
 
+def interim(*codes: str, then: str = "200 OK"):
+    """Interim (1xx) responses, each with a header field, then the final response."""
+    def handler(s, conn, path):
+        s.send(conn, b"".join(f"HTTP/1.1 {code}\r\nLink: </style.css>; rel=preload\r\n\r\n".encode()
+                              for code in codes) + response(then, OK_BODY))
+        return True
+    return handler
+
+
+def interim_flood(s, conn, path):
+    """``103 Early Hints`` for ever, never a final response."""
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    while not s.stopping.is_set():
+        try:
+            conn.sendall(hint * 64)
+        except OSError:
+            break
+    return False
+
+
 def echo_path(s, conn, path):
     s.send(conn, response("200 OK", path.encode("latin-1")))
     return True
@@ -431,6 +451,10 @@ ROUTES = {
     "/negative-length": negative_length,
     "/bad-chunks": bad_chunks,
     "/echo": echo_path,
+    "/early-hints": interim("103 Early Hints"),
+    "/interim-mix": interim("100 Continue", "102 Processing", "103 Early Hints", "103 Early Hints"),
+    "/interim-404": interim("103 Early Hints", then="404 Not Found"),
+    "/interim-flood": interim_flood,
 }
 
 

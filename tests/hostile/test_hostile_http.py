@@ -38,6 +38,10 @@ CASES = [
     ("/status-429-bad", {"tries": 2}, "http 429 after 2 tries", 2),
     ("/no-content", {}, "", 2),
     ("/negative-length", {}, "", 2),
+    ("/early-hints", {"tries": 1}, "", 2),  # RFC 9110: interim (1xx) responses are passed over
+    ("/interim-mix", {"tries": 1}, "", 2),
+    ("/interim-404", {"tries": 3}, "http 404", 2),
+    ("/interim-flood", {}, "bad response: more than 16 interim (1xx) responses", 2),
     ("/two-lengths", {}, "bad response: invalid header", 2),
     ("/bad-chunks", {"tries": 1}, "truncated download: got 0 bytes, then the stream broke after 1 try", 2),
     ("/gzip-garbage", {}, "bad content encoding", 2),
@@ -108,6 +112,16 @@ def test_a_body_longer_than_declared_does_not_poison_the_connection(srv, make_fe
     got = fetcher.fetch(srv.url("/long-body"))
     assert got.ok and got.nbytes == 100
     assert fetcher.fetch(srv.url("/ok")).ok and srv.hits["/ok"] == 1
+
+
+def test_early_hints_before_the_200_are_passed_over_on_a_kept_connection(srv, make_fetcher):
+    fetcher = make_fetcher(tries=1)
+    for _ in range(3):
+        got = fetcher.fetch(srv.url("/early-hints"))
+        assert got.ok and got.http_status == 200 and got.nbytes == 1000 and got.tries == 1
+        assert open(got.path, "rb").read() == b"x" * 1000  # the final response's body, nothing of the hints
+    assert fetcher.fetch(srv.url("/ok")).ok
+    assert srv.hits["/early-hints"] == 3 and srv.connections == 1  # read to its end: the connection is reused
 
 
 def test_request_targets_are_percent_encoded(srv, make_fetcher, tmp_path):
