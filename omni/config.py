@@ -226,6 +226,9 @@ class FilterConfig(_Strict):
                                   "trained on back in. Costs one more student training. On c8_t8_n60 (two "
                                   "seeds) it raised the second round's web-video precision from 0.76 to 0.85 "
                                   "(windows 0.42 -> 0.84) but cost the student 1.9 points: off by default")
+    refine_crossfit_steps: float = Field(1.0, gt=0, le=1, description="with refine_crossfit: each of the two "
+                                         "first-round students trains this share of train.model.steps (0.5: the "
+                                         "two together cost one student)")
     refine_min_relative: float = Field(0.6, ge=0, le=1, description="where the second round's rule is top1: also "
                                        "require the first-round student's probability of the query class to be "
                                        "at least this fraction of its median over the source's top-1 samples (a "

@@ -72,8 +72,8 @@ _UNTRIMMED_ONLY_EXTRACT = frozenset({"window_s", "stride_s", "shot_split", "shot
 _IMAGE_EXTRACT = frozenset({"short_side", "shard_items", "frame_codec", "jpeg_quality"})
 # filter settings only the second (refined) round reads
 _REFINE_ONLY_FILTER = frozenset({"refine", "refine_rule", "refine_kind_rules", "refine_min_score",
-                                 "refine_min_relative", "refine_crossfit", "refine_min_contradiction",
-                                 "refine_relabel"})
+                                 "refine_min_relative", "refine_crossfit", "refine_crossfit_steps",
+                                 "refine_min_contradiction", "refine_relabel"})
 # joint-training settings that only matter when web data joins the target
 _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_per_class", "pseudo_clip",
                    "warp_strength", "mixup_alpha", "aux_drop", "aux_drop_ramp")
@@ -223,7 +223,10 @@ def unit_settings(cfg: Config, unit: str) -> dict:
                 out["soft_target_sources"] = soft
             return out
         if part == "first_round" and cfg.filter.refine_crossfit:
-            return {"classes": names, "train": t, "crossfit": True}
+            out = {"classes": names, "train": t, "crossfit": True}
+            if cfg.filter.refine_crossfit_steps != 1.0:  # (absent at 1: the keys of runs before it stay valid)
+                out["crossfit_steps"] = cfg.filter.refine_crossfit_steps
+            return out
         return {"classes": names, "train": t}
     if stage == "evaluate":
         return {"classes": names, "evaluate": _section(cfg.evaluate, prefix="evaluate"), "amp": cfg.train.amp}
@@ -956,11 +959,18 @@ def _train_crossfit(u: Unit) -> dict:
         raise StageError("no usable target training clips: every target train item failed ingest or extract")
     web = rows["source"] != "target"
     fold = crossfit_fold(rows["item_id"])
+    tcfg = TrainConfig(**u.settings["train"])
+    share = u.settings.get("crossfit_steps", 1.0)
+    if share != 1.0:
+        if tcfg.model.steps is not None:
+            tcfg.model.steps = max(1, round(tcfg.model.steps * share))
+        else:
+            tcfg.model.epochs = max(1, round(tcfg.model.epochs * share))
     folds = {}
     for k in (0, 1):
         d = u.dir / f"fold{k}"
         d.mkdir(parents=True, exist_ok=True)
-        res = train_student(rows[~web | (fold == k)], TrainConfig(**u.settings["train"]), u.settings["classes"],
+        res = train_student(rows[~web | (fold == k)], tcfg, u.settings["classes"],
                             u.workdir, d, f"{u.keys[u.name]}-fold{k}", run=run_options(u.runtime),
                             progress=u.progress, should_stop=u.should_stop)
         folds[f"fold{k}"] = {key: v for key, v in res.items() if key != "curve"}

@@ -53,6 +53,8 @@ READERS = {
     "filter.refine_min_score": ["train/omnisource"],  # the second round's threshold
     "filter.refine_min_relative": ["train/omnisource"],  # its threshold relative to the median
     "filter.refine_crossfit": ["train/first_round", "train/omnisource"],  # two first-round students
+    # each cross-fitted student's share of the steps: read only with refine_crossfit (off by default; see below)
+    "filter.refine_crossfit_steps": [],
     "filter.refine_relabel": ["train/omnisource"],  # contradicted samples kept with the student's class
     # the bar of a contradiction, read by refine_rule contradict and refine_relabel (both default; see below)
     "filter.refine_min_contradiction": ["train/omnisource"],
@@ -384,3 +386,14 @@ def test_local_files_of_a_crawl_list_are_keyed_by_content(tmp_path):
     after = _keys(_cfg(data))
     assert after["ingest/vid"] != before["ingest/vid"] and after["extract/vid"] != before["extract/vid"]
     assert after["ingest/img"] == before["ingest/img"] and after["ingest/target"] == before["ingest/target"]
+
+
+def test_the_cross_fitted_students_steps_rekey_the_first_round_only_with_crossfit(base):
+    """refine_crossfit_steps changes no key while refine_crossfit is off; with it on, it redoes the
+    first round and everything after it, nothing before."""
+    assert _keys(_cfg(_set(base, "filter.refine_crossfit_steps", 0.5))) == _keys(_cfg(base))
+    on = _set(base, "filter.refine_crossfit", True)
+    before = _keys(_cfg(on))
+    after = _keys(_cfg(_set(on, "filter.refine_crossfit_steps", 0.5)))
+    assert {u for u in before if after[u] != before[u]} == {"train/first_round", "evaluate/first_round",
+                                                           "train/omnisource", "evaluate/omnisource"}
