@@ -93,7 +93,7 @@ class ModelConfig(_Strict):
     consecutive frames of the clip as extracted at ``extract.fps`` (about 2 s), each frame squashed
     whole to 64 x 64, each clip standardised by its own statistics, a patch-stem 3D CNN that sees
     time from its first block, AdamW with warm-up and cosine decay over 1,000 steps. The zoo
-    measurements behind them are in the README ("Learning quality")."""
+    measurements behind them are in docs/performance.md (learning quality on the world zoo)."""
 
     arch: str = "c3d_patch"
     width: int = Field(24, ge=4)

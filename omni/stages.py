@@ -1017,9 +1017,9 @@ BODIES: dict[str, Callable[[Unit], dict]] = {
 HELP = {
     "ingest": "fetch, validate and de-duplicate the target clips and every crawl list",
     "extract": "decode and resize frames and clips into the frame store",
-    "teacher": "train the 2D image teacher and 3D video teacher on the target set",
+    "teacher": "train the image teacher (single frames) and the video teacher (clips) on the target set",
     "score": "score every web sample with its teacher",
-    "filter": "keep samples whose teacher top class equals their query",
+    "filter": "keep, per source and query, the samples the teacher scores highest for the query class (filter.keep_fraction; the top-1 rule with filter.require_top1)",
     "manifest": "write manifest/web_items.parquet and manifest/train.parquet",
     "train": "train the target-only baseline and the OmniSource student (with filter.refine: a first-round student, then the student on the second round's selection)",
     "evaluate": "evaluate trained models on the target val set",
