@@ -7,18 +7,119 @@ the ffmpeg executable are fallbacks, chosen by name or tried in order by ``auto`
 """
 from __future__ import annotations
 
+import errno
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .media import DEFAULT_MAX_VIDEO_PIXELS
+
 
 class DecodeError(RuntimeError):
     pass
 
 
+class LimitError(DecodeError):
+    """A file past one of omni's limits (frame pixels, streams): every decoder would meet it, so no
+    other backend is tried; the message is the per-item reason."""
+
+
 _STILL_CODECS = {"mjpeg", "png", "bmp", "webp", "tiff"}  # a track of these beside another is a cover image
+# Streams one video file may hold: a film with its audio, subtitle and font tracks has a few dozen.
+# FFmpeg's probe opens a decoder for every stream and decodes its first frames (a 6 MB Matroska
+# file with 1,000 H.264 streams cost 480 MB to open); a file is opened with the demuxer making
+# at most MAX_STREAMS + 1 streams and probing with no decoder at all, so only the stream that is
+# read gets one, when it is decoded.
+MAX_STREAMS = 64
+
+
+def open_video(path: str | Path):
+    """A PyAV container of ``path`` opened under the stream limit, no decoder opened by probing;
+    a file with more streams is a ``LimitError``."""
+    import av
+
+    try:
+        container = av.open(str(path), container_options={"max_streams": str(MAX_STREAMS + 1),
+                                                          "codec_whitelist": "none"})
+    except av.error.MemoryError:  # (ENOMEM) how the MP4/MOV and AVI demuxers meet max_streams
+        raise LimitError(f"too many streams: cannot be opened within {MAX_STREAMS} streams (limit per file)") from None
+    if len(container.streams) > MAX_STREAMS:
+        container.close()
+        raise LimitError(f"too many streams: more than {MAX_STREAMS} (limit per file)")
+    return container
+
+
+def pixel_refusal(width: int, height: int, max_pixels: int) -> str:
+    return f"too many pixels: {width}x{height} video frames > {max_pixels}"
+
+
+def decoder_pixel_cap(max_pixels: int) -> int:
+    """FFmpeg's ``max_pixels`` for a cap of ``max_pixels``: a decoder checks a frame's width padded
+    to 64 (its SIMD alignment) times its height, so 1/8 more lets every frame within the cap at
+    least 512 wide through (at the default 8K cap a narrower one would be over 64,000 px tall);
+    each decoded frame is then checked exactly."""
+    return max_pixels + max_pixels // 8
+
+
+def capped_frames(container, stream, max_pixels: int | None):
+    """``container.decode(stream)``, every frame within ``max_pixels``: the stream's decoder is
+    opened with FFmpeg's ``max_pixels`` (``decoder_pixel_cap``), so it refuses a larger frame
+    before allocating it (a stream that declares 64x48 may carry 10000x10000 frames later); that
+    refusal, or a decoded frame past the cap, is a ``LimitError``."""
+    for _, frame in capped_decode(container, [stream], max_pixels):
+        yield frame
+
+
+def capped_decode(container, streams: list, max_pixels: int | None, counts: dict[int, int] | None = None):
+    """``(stream, frame)`` for the frames of ``streams`` in file order, as ``capped_frames``; with
+    ``counts`` (stream index: frames) each stream is decoded only that far, and decoding ends when
+    every one is."""
+    known = {}
+    for stream in streams:
+        ctx = stream.codec_context
+        if max_pixels and ctx.width * ctx.height > max_pixels:  # as its header declares them
+            raise LimitError(pixel_refusal(ctx.width, ctx.height, max_pixels))
+        if max_pixels and not ctx.is_open:
+            ctx.options = {**ctx.options, "max_pixels": str(decoder_pixel_cap(int(max_pixels)))}
+        known[stream.index] = ctx.width * ctx.height > 0
+    left = dict(counts) if counts is not None else None
+    for packet in container.demux(streams):
+        index = packet.stream.index
+        if left is not None and left.get(index, 0) <= 0:
+            if not any(n > 0 for n in left.values()):
+                return
+            continue
+        try:
+            frames = packet.decode()
+        except Exception as exc:
+            refused = _decoder_refusal(packet.stream.codec_context, exc, known[index], max_pixels) if max_pixels else ""
+            if refused:
+                raise LimitError(refused) from None
+            raise
+        for frame in frames:
+            if max_pixels and frame.width * frame.height > max_pixels:
+                raise LimitError(pixel_refusal(frame.width, frame.height, max_pixels))
+            known[index] = True
+            if left is not None:
+                left[index] -= 1
+            yield packet.stream, frame
+
+
+def _decoder_refusal(ctx, exc: Exception, known: bool, max_pixels: int) -> str:
+    """The reason when a decoding error was the decoder refusing a frame's size, else empty."""
+    w, h = ctx.width, ctx.height
+    if w * h > max_pixels:  # (H.264: the new size stays on the context)
+        return pixel_refusal(w, h, max_pixels)
+    padded = -(-w // 64) * 64
+    if w and padded * h > decoder_pixel_cap(max_pixels):  # a narrow, very tall frame, padded past the cap
+        return f"too many pixels: {w}x{h} video frames, {padded}x{h} as decoded > {max_pixels}"
+    if known and w == h == 0 and getattr(exc, "errno", None) == errno.EINVAL:
+        # ff_set_dimensions refused the size (MPEG-2/4, MJPEG, VP9, ...) and left 0x0 behind
+        return f"too many pixels: a video frame > {max_pixels} (refused by the decoder)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -66,10 +167,8 @@ def video_stream(container):
 def frame_times(path: str | Path, limit_s: float | None = None) -> list[float] | None:
     """Sorted timestamps (seconds from the first frame) of the video frames that the file really
     holds, read from packet headers without decoding; ``None`` when they cannot be read."""
-    import av
-
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             stream = video_stream(container)
             if stream is None:
                 return None
@@ -104,13 +203,17 @@ def sample_times(window: Window, n: int) -> list[float]:
 
 
 def decode_windows(path: str | Path, windows: list[Window], frames_per_window: int, short_side: int,
-                   backend: str = "auto") -> list[np.ndarray]:
-    """Frames for each window as ``uint8[T, H, W, 3]``, from one pass over the file."""
+                   backend: str = "auto", max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> list[np.ndarray]:
+    """Frames for each window as ``uint8[T, H, W, 3]``, from one pass over the file. No backend
+    decodes a frame of more than ``max_pixels``: such a frame, or a file of more than
+    ``MAX_STREAMS`` streams, is a ``LimitError`` (no other backend is tried)."""
     backends = ["pyav", "decord", "ffmpeg"] if backend == "auto" else [backend]
     errors = []
     for name in backends:
         try:
-            return _BACKENDS[name](str(path), windows, frames_per_window, short_side)
+            return _BACKENDS[name](str(path), windows, frames_per_window, short_side, max_pixels)
+        except LimitError:
+            raise
         except DecodeError as exc:
             errors.append(f"{name}: {exc}")
         except Exception as exc:  # a backend failing on an odd file falls through to the next
@@ -118,12 +221,10 @@ def decode_windows(path: str | Path, windows: list[Window], frames_per_window: i
     raise DecodeError("; ".join(errors))
 
 
-def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.ndarray]:
-    import av
-
+def _pyav(path: str, windows: list[Window], n: int, short_side: int, max_pixels: int | None) -> list[np.ndarray]:
     targets = sorted((t, wi, k) for wi, w in enumerate(windows) for k, t in enumerate(sample_times(w, n)))
     out: list[list[np.ndarray | None]] = [[None] * n for _ in windows]
-    with av.open(path) as container:
+    with open_video(path) as container:
         stream = video_stream(container)
         if stream is None:
             raise DecodeError("no video stream")
@@ -133,7 +234,7 @@ def _pyav(path: str, windows: list[Window], n: int, short_side: int) -> list[np.
         turns = 0
         ti = 0
         prev, prev_t, prev_rgb = None, 0.0, None
-        for frame in container.decode(stream):
+        for frame in capped_frames(container, stream, max_pixels):
             if size is None:
                 size = scaled_size(frame.width, frame.height, short_side)
                 turns = quarter_turns(frame)
@@ -168,11 +269,10 @@ def _rgb(frame, size: tuple[int, int], turns: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def _decord(path: str, windows: list[Window], n: int, short_side: int) -> list[np.ndarray]:
+def _decord(path: str, windows: list[Window], n: int, short_side: int, max_pixels: int | None) -> list[np.ndarray]:
     import decord
 
-    probe = decord.VideoReader(path, num_threads=1)
-    h, w = probe[0].shape[:2]
+    w, h = _checked_for_decord(path, max(w.end_s for w in windows), max_pixels)
     size = scaled_size(w, h, short_side)
     vr = decord.VideoReader(path, width=size[0], height=size[1], num_threads=1)
     fps = vr.get_avg_fps() or 25.0
@@ -184,12 +284,68 @@ def _decord(path: str, windows: list[Window], n: int, short_side: int) -> list[n
     return [np.stack([batch[where[i]] for i in row]) for row in idx]
 
 
-def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[np.ndarray]:
+# Frames past the last sampled one that decord may decode (it reads by frame index at the mean
+# rate, and decodes reordered frames ahead), and frames of each video stream that its probe (FFmpeg's,
+# every stream) may decode: PyAV checks this far before decord opens the file.
+_DECORD_LOOKAHEAD = 32
+_PROBE_FRAMES = 16
+
+
+def _checked_for_decord(path: str, until_s: float, max_pixels: int | None) -> tuple[int, int]:
+    """The main stream's first frame size, once PyAV has decoded, within ``max_pixels`` and the
+    stream limit, what decord will: the main stream to ``_DECORD_LOOKAHEAD`` frames past
+    ``until_s`` at its mean rate, and the first ``_PROBE_FRAMES`` of every other video stream.
+    decord's decoder takes no pixel cap; it reads only a file checked here."""
+    try:
+        with open_video(path) as container:
+            main = video_stream(container)
+            if main is None:
+                raise DecodeError("no video stream")
+            main.thread_type = "AUTO"
+            rate = float(main.average_rate or main.guessed_rate or 25)
+            counts = {s.index: _PROBE_FRAMES for s in container.streams.video}
+            counts[main.index] = max(_PROBE_FRAMES, int(until_s * rate) + _DECORD_LOOKAHEAD)
+            first = None
+            for stream, frame in capped_decode(container, list(container.streams.video), max_pixels, counts):
+                if stream is main and first is None:
+                    first = (frame.width, frame.height)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"frame sizes not checked: {type(exc).__name__}: {str(exc)[:80]}") from None
+    if first is None:
+        raise DecodeError("no frame decodes")
+    return first
+
+
+_FFMPEG_PIXEL_REFUSAL = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+
+
+def _ffmpeg_limits(stderr: bytes | None, max_pixels: int | None) -> None:
+    """A ``LimitError`` when ffprobe's or ffmpeg's log says it met the stream limit or that its
+    decoder refused a frame's size."""
+    log = (stderr or b"").decode("utf-8", "replace")
+    if "exceeds max_streams" in log:
+        raise LimitError(f"too many streams: more than {MAX_STREAMS} (limit per file)")
+    found = _FFMPEG_PIXEL_REFUSAL.search(log)
+    if found and max_pixels:
+        raise LimitError(pixel_refusal(int(found.group(1)), int(found.group(2)), max_pixels))
+
+
+def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int, max_pixels: int | None) -> list[np.ndarray]:
     import ffmpeg
 
     if shutil.which("ffmpeg") is None:
         raise DecodeError("the ffmpeg executable is not installed")
-    info = ffmpeg.probe(path)
+    # ffprobe and ffmpeg open at most MAX_STREAMS + 1 streams, and their decoders refuse frames over the cap
+    limits = {"max_streams": str(MAX_STREAMS + 1), **({"max_pixels": str(int(max_pixels))} if max_pixels else {})}
+    try:
+        info = ffmpeg.probe(path, **limits)
+    except ffmpeg.Error as exc:
+        _ffmpeg_limits(exc.stderr, max_pixels)
+        raise DecodeError(f"ffprobe: {(exc.stderr or b'').decode('utf-8', 'replace').strip()[-120:]}") from None
+    if len(info["streams"]) > MAX_STREAMS:
+        raise LimitError(f"too many streams: more than {MAX_STREAMS} (limit per file)")
     films = [s for s in info["streams"] if s["codec_type"] == "video"
              and not (s.get("disposition") or {}).get("attached_pic")]
     if not films:
@@ -206,9 +362,14 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
     size = scaled_size(width, height, short_side)
     num, den = (vs.get("avg_frame_rate") or "25/1").split("/")
     fps = float(num) / float(den or 1) if float(num) else 25.0
-    raw, _ = (ffmpeg.input(path)[str(vs["index"])].filter("scale", size[0], size[1], flags="area")
-              .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough")
-              .run(capture_stdout=True, capture_stderr=True, quiet=True))
+    try:
+        raw, err = (ffmpeg.input(path, **limits)[str(vs["index"])].filter("scale", size[0], size[1], flags="area")
+                    .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough")
+                    .run(capture_stdout=True, capture_stderr=True, quiet=True))
+    except ffmpeg.Error as exc:
+        _ffmpeg_limits(exc.stderr, max_pixels)
+        raise
+    _ffmpeg_limits(err, max_pixels)  # a refused frame is skipped, and the file refused
     frames = np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
     if len(frames) == 0:
         raise DecodeError("no frame decodes")
@@ -218,12 +379,12 @@ def _ffmpeg(path: str, windows: list[Window], n: int, short_side: int) -> list[n
 
 def _best_video_index(path: str) -> int | None:
     """PyAV's pick of the main video stream (``video_stream``), where PyAV opens the file."""
-    import av
-
     try:
-        with av.open(path) as container:
+        with open_video(path) as container:
             stream = video_stream(container)
             return None if stream is None else stream.index
+    except LimitError:
+        raise
     except Exception:  # ffmpeg is the fallback for files PyAV refuses: its own probe decides
         return None
 

@@ -22,6 +22,7 @@ from .decode import DecodeError, Window, decode_windows, load_image
 from .atomic import write_parquet_atomic
 from .fanout import map_shards
 from .framestore import ShardWriter
+from .media import DEFAULT_MAX_VIDEO_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ def frames_per_window(windows: list[Window], ecfg: ExtractConfig) -> int:
     return int(min(ecfg.max_frames_per_clip, max(1, round(longest * ecfg.fps))))
 
 
-def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> str:
-    """Worker: decode one chunk of items into one shard; returns the part file's path."""
+def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str,
+                   max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> str:
+    """Worker: decode one chunk of items into one shard; returns the part file's path. No video
+    frame of more than ``max_pixels`` is decoded (the item fails with that reason)."""
     ecfg = ExtractConfig(**cfg)
     root = Path(root)
     writer = ShardWriter(root / "frames", chunk_id, codec=ecfg.frame_codec, quality=ecfg.jpeg_quality)
@@ -82,9 +85,9 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
                     frames = [load_image(item["path"], ecfg.short_side)]
                     windows = [Window(0.0, 0.0)]
                 else:
-                    windows = _windows_for(item, ecfg)
+                    windows = _windows_for(item, ecfg, max_pixels)
                     frames = decode_windows(item["path"], windows, frames_per_window(windows, ecfg), ecfg.short_side,
-                                            backend=ecfg.backend)
+                                            backend=ecfg.backend, max_pixels=max_pixels)
                 for ci, (win, arr) in enumerate(zip(windows, frames)):
                     ref = writer.append(arr)
                     rows.append({**base, "sample_id": f"{item['item_id']}#{ci}", "clip_index": ci,
@@ -106,7 +109,7 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str) -> st
     return str(part)
 
 
-def _windows_for(item: dict, ecfg: ExtractConfig) -> list[Window]:
+def _windows_for(item: dict, ecfg: ExtractConfig, max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> list[Window]:
     """The windows to decode: at most ``max_duration_s`` of the video, only where frames exist,
     at most ``max_windows_per_video`` (evenly spread); ``.note`` of the result says what was cut."""
     from .decode import WindowPlan, evenly_spaced, frame_times
@@ -120,7 +123,8 @@ def _windows_for(item: dict, ecfg: ExtractConfig) -> list[Window]:
     if ecfg.shot_split:
         from .shots import detect_shots
 
-        shots = [(s0, min(s1, limit)) for s0, s1 in detect_shots(item["path"], ecfg.shot_threshold) if s0 < limit]
+        found = detect_shots(item["path"], ecfg.shot_threshold, max_pixels=max_pixels)
+        shots = [(s0, min(s1, limit)) for s0, s1 in found if s0 < limit]
     times = frame_times(item["path"], limit)
     planned = plan_windows(limit, item["window_s"], item["stride_s"], shots)
     real = plan_windows(limit, item["window_s"], item["stride_s"], shots, frame_times=times)
@@ -156,13 +160,15 @@ def default_window_s(targets: pd.DataFrame) -> float:
 
 
 def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: ExtractConfig, workers: int = 1,
-                  progress: Callable[[int, int], None] | None = None, scheduler: str | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, scheduler: str | None = None,
+                  max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> dict:
     """Decode every job into ``out_dir/frames`` and write ``out_dir/samples.parquet``.
 
     ``shard`` in the samples table is ``<store_prefix>/frames/<shard id>``: a path relative to
     the folder that readers open the frame store at (the workdir), so samples from several
     extract units can be read through one store. With ``scheduler`` the chunks run on that Dask
-    cluster (omni/fanout.py); the frame store and table are the same either way."""
+    cluster (omni/fanout.py); the frame store and table are the same either way. No video frame of
+    more than ``max_pixels`` (``ingest.max_video_pixels``) is decoded."""
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     chunks = [work[i:i + ecfg.shard_items] for i in range(0, len(work), ecfg.shard_items)]
@@ -183,7 +189,7 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
         if progress:
             progress(done, len(chunks))
 
-    map_shards(_extract_chunk, [(cid, ch, cfg_dict, str(out_dir)) for cid, ch in todo], finished,
+    map_shards(_extract_chunk, [(cid, ch, cfg_dict, str(out_dir), max_pixels) for cid, ch in todo], finished,
                scheduler=scheduler, workers=workers, name=f"extract {store_prefix}")
     parts = [pd.read_parquet(out_dir / "parts" / f"{cid}.parquet") for cid in chunk_ids]
     samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)

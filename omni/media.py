@@ -267,17 +267,16 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
     """Probe a video (stream present, duration, fps, size) and decode its start and end.
 
     A file whose frames stop well before its declared duration is ``truncated video``; frames
-    larger than ``max_pixels`` are refused before any is decoded (and checked again on the
-    first decoded frame, should the header lie).
+    larger than ``max_pixels`` are refused before any is decoded, and the decoder refuses every
+    later frame past them before allocating it (a header may declare 64x48 and the stream carry
+    10000x10000 frames); a file of more than ``decode.MAX_STREAMS`` streams is refused unopened.
     """
-    import av
-
-    from .decode import frame_times, quarter_turns, video_stream
+    from .decode import LimitError, capped_frames, frame_times, open_video, quarter_turns, video_stream
 
     if file_type not in VIDEO_TYPES:
         raise MediaError(f"not a video: {file_type}")
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             stream = video_stream(container)
             if stream is None:
                 raise MediaError("no video stream" + (" (only a cover image)" if container.streams.video else ""))
@@ -296,10 +295,9 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
             first = None
             last_t = None
             count = 0
-            for frame in container.decode(stream):
+            for frame in capped_frames(container, stream, max_pixels):
                 if first is None:
                     first = frame
-                    _check_frame_size(frame.width, frame.height, max_pixels)
                 if frame.time is not None:
                     last_t = frame.time - start
                 count += 1
@@ -314,9 +312,11 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
             if packet_span is not None:  # the stream's end was read from its packets just now
                 last_t = max(last_t or 0.0, packet_span)
             elif duration > 4.0 or count >= MAX_HEAD_FRAMES:
-                last_t = _tail_time(container, stream, start, duration)
+                last_t = _tail_time(container, stream, start, duration, max_pixels)
     except MediaError:
         raise
+    except LimitError as exc:
+        raise MediaError(str(exc)) from None
     except Exception as exc:
         cut = _box_truncation(path) if file_type in ("mp4", "mov", "3gp") else ""
         raise MediaError(cut or f"corrupt video: {type(exc).__name__}: {str(exc)[:80]}") from None
@@ -329,8 +329,10 @@ def check_video(path: str | Path, file_type: str, max_pixels: int | None = DEFAU
 
 
 def _check_frame_size(width: int, height: int, max_pixels: int | None) -> None:
+    from .decode import pixel_refusal
+
     if max_pixels and width * height > max_pixels:
-        raise MediaError(f"too many pixels: {width}x{height} video frames > {max_pixels}")
+        raise MediaError(pixel_refusal(width, height, max_pixels))
 
 
 def _box_truncation(path: str | Path) -> str:
@@ -366,16 +368,18 @@ def _duration_s(container, stream) -> float:
     return 0.0
 
 
-def _tail_time(container, stream, start: float, duration: float) -> float | None:
+def _tail_time(container, stream, start: float, duration: float, max_pixels: int | None) -> float | None:
     """Timestamp of the last frame that decodes after seeking near the declared end.
 
     In a file without an index (MPEG-TS, a piped recording) the seek lands where it can, and with
     keyframes further apart than the 2 s looked at nothing decodes from there: then the last
     packet's timestamp says where the stream ends (read from that point, else from the start)."""
     near_end = start + max(0.0, duration - 2.0)
+    from .decode import capped_frames
+
     container.seek(int(near_end / stream.time_base), stream=stream, backward=True)
     last_t = None
-    for frame in container.decode(stream):
+    for frame in capped_frames(container, stream, max_pixels):
         if frame.time is not None:
             last_t = frame.time - start
     for seek_s in (near_end, start):

@@ -162,6 +162,13 @@ def _section(model, exclude: set | frozenset = frozenset(), prefix: str = "") ->
     return model.model_dump(mode="json", exclude=set(exclude) | skip)
 
 
+def _video_pixel_cap(cfg: Config) -> dict:
+    """Extract decodes no video frame past ``ingest.max_video_pixels`` (absent at its default: the
+    keys of runs before it stay valid)."""
+    cap = cfg.ingest.max_video_pixels
+    return {} if cap == type(cfg.ingest).model_fields["max_video_pixels"].default else {"max_video_pixels": cap}
+
+
 def unit_settings(cfg: Config, unit: str) -> dict:
     """Exactly the settings a unit's body reads; its key hashes exactly these."""
     stage, _, part = unit.partition("/")
@@ -179,14 +186,15 @@ def unit_settings(cfg: Config, unit: str) -> dict:
         # the short side as resolved: with "auto" it follows the models' input sizes
         if part == "target":
             ex = _section(cfg.extract, _UNTRIMMED_ONLY_EXTRACT, "extract")
-            return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
+            return {"extract": {**ex, "short_side": cfg.frame_short_side()}, **_video_pixel_cap(cfg)}
         kind = _source(cfg, part).kind
         ex = _section(cfg.extract, prefix="extract")
         if kind == "image":
             ex = {k: v for k, v in ex.items() if k in _IMAGE_EXTRACT}
-        elif kind == "video":
+            return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
+        if kind == "video":
             ex = {k: v for k, v in ex.items() if k not in _UNTRIMMED_ONLY_EXTRACT}
-        return {"extract": {**ex, "short_side": cfg.frame_short_side()}}
+        return {"extract": {**ex, "short_side": cfg.frame_short_side()}, **_video_pixel_cap(cfg)}
     if stage == "teacher":
         return {"classes": names, "model": getattr(cfg.teacher, part).model_dump(mode="json"),
                 "augment": cfg.train.augment.model_dump(mode="json"), "seed": cfg.train.seed, "amp": cfg.train.amp}
@@ -639,6 +647,7 @@ def _ingest(u: Unit) -> dict:
 def _extract(u: Unit) -> dict:
     from .config import ExtractConfig
     from .extract import default_window_s, extract_items, source_work, target_work
+    from .media import DEFAULT_MAX_VIDEO_PIXELS
 
     ecfg = ExtractConfig(**u.settings["extract"])
     prefix = u.dir.relative_to(u.workdir).as_posix()
@@ -655,8 +664,9 @@ def _extract(u: Unit) -> dict:
         work = source_work(items, window_s, stride_s)
         info = {"window_s": window_s, "stride_s": stride_s} if window_s else {}
     workers = min(u.runtime["extract.workers"], usable_cores())  # decode processes never exceed the cores
+    cap = u.settings.get("max_video_pixels", DEFAULT_MAX_VIDEO_PIXELS)  # ingest.max_video_pixels
     return {**extract_items(work, u.dir, prefix, ecfg, workers=workers, progress=u.progress,
-                            scheduler=u.runtime["cluster.scheduler_address"]), **info}
+                            scheduler=u.runtime["cluster.scheduler_address"], max_pixels=cap), **info}
 
 
 def _target_samples(u: Unit) -> pd.DataFrame:

@@ -14,7 +14,8 @@ import numpy as np
 from . import leak
 from .blobs import store_download, store_resized_jpeg
 from .fetch import Fetcher
-from .media import CHECKS_VERSION, EXTENSIONS, IMAGE_TYPES, MediaError, check_image, check_video, sniff_file
+from .media import (CHECKS_VERSION, DEFAULT_MAX_VIDEO_PIXELS, EXTENSIONS, IMAGE_TYPES, MediaError, check_image,
+                    check_video, sniff_file)
 
 THUMB_SIDE = 48
 
@@ -29,11 +30,15 @@ class ValidateOptions:
 VAL_THUMBS = 16  # leak thumbnails per target val clip, spread evenly over its duration (benchmarks/leak_thumbs.py)
 
 
-def video_thumbs(path: str, duration: float, n: int = 4) -> np.ndarray:
-    from .decode import Window, decode_windows
+def video_thumbs(path: str, duration: float, n: int = 4,
+                 max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> np.ndarray:
+    from .decode import LimitError, Window, decode_windows
 
     windows = [Window(duration * k / n, duration * (k + 1) / n) for k in range(n)]
-    frames = decode_windows(path, windows, 1, THUMB_SIDE, backend="auto")
+    try:
+        frames = decode_windows(path, windows, 1, THUMB_SIDE, backend="auto", max_pixels=max_pixels)
+    except LimitError as exc:
+        raise MediaError(str(exc)) from None
     return np.stack([leak.thumbnail(f[0]) for f in frames])
 
 
@@ -75,7 +80,7 @@ def fetch_and_validate(fetcher: Fetcher, url: str, kind: str, blobs: Path, opts:
             if ftype in IMAGE_TYPES:
                 raise MediaError(f"not a video: {ftype} image")
             info = check_video(got.path, ftype, max_pixels=opts.max_video_pixels)
-            thumbs = video_thumbs(got.path, info.duration_s)
+            thumbs = video_thumbs(got.path, info.duration_s, max_pixels=opts.max_video_pixels)
         rec.update(_media_facts(info))
         rec["thumbs"] = leak.encode(thumbs)
         rec["path"] = (str(store_download(blobs, got.path, got.sha256, EXTENSIONS.get(ftype, ".bin")))
@@ -107,7 +112,8 @@ def validate_target(fetcher: Fetcher, path: str, val: bool, max_video_pixels: in
         info = check_video(checked, ftype, max_pixels=max_video_pixels)
         rec.update(_media_facts(info), file_type=ftype, path=checked)
         if val:
-            rec["thumbs"] = leak.encode(video_thumbs(checked, info.duration_s, n=VAL_THUMBS))
+            rec["thumbs"] = leak.encode(video_thumbs(checked, info.duration_s, n=VAL_THUMBS,
+                                                     max_pixels=max_video_pixels))
             rec["val_thumbs"] = VAL_THUMBS
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))

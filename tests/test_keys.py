@@ -397,3 +397,12 @@ def test_the_cross_fitted_students_steps_rekey_the_first_round_only_with_crossfi
     after = _keys(_cfg(_set(on, "filter.refine_crossfit_steps", 0.5)))
     assert {u for u in before if after[u] != before[u]} == {"train/first_round", "evaluate/first_round",
                                                            "train/omnisource", "evaluate/omnisource"}
+
+
+def test_the_video_pixel_cap_reaches_the_units_that_decode_video(base):
+    """Extract decodes no video frame past ingest.max_video_pixels: the clip extract units read it
+    (absent at its default, so the keys of runs before it stay valid); an image source's does not."""
+    capped = _cfg(_set(base, "ingest.max_video_pixels", 1_000_000))
+    assert [stages.unit_settings(capped, u).get("max_video_pixels") for u in ALL_EXTRACT] == [
+        1_000_000, None, 1_000_000, 1_000_000]  # target, img, vid, un
+    assert not any("max_video_pixels" in stages.unit_settings(_cfg(base), u) for u in ALL_EXTRACT)

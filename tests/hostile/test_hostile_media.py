@@ -5,6 +5,7 @@ import os
 import shutil
 import struct
 import zlib
+from pathlib import Path
 from fractions import Fraction
 
 import numpy as np
@@ -13,7 +14,9 @@ from hostile_helpers import Timer
 from PIL import Image, features
 
 from omni.config import ExtractConfig
-from omni.decode import DecodeError, decode_windows, evenly_spaced, frame_times, load_image, Window
+from omni import decode
+from omni.decode import (DecodeError, LimitError, capped_frames, decode_windows, evenly_spaced, frame_times,
+                         load_image, open_video, video_stream, Window)
 from omni.extract import _windows_for, plan_windows
 from omni.media import MIN_SIDE, MediaError, check_image, check_video, jpeg_data_shortfall, sniff_file, sniff_type
 
@@ -325,3 +328,176 @@ def test_a_cover_image_track_ahead_of_the_film_is_passed_over(tmp_path, cover_de
         assert clip.shape[1:] == (48, 64, 3), backend  # the film's size, not the cover's square
         r, g = clip[..., 0].mean(), clip[..., 1].mean()
         assert abs(r - 100) < 8 and abs(g - 100) < 8, (backend, r, g)  # the grey film, not the red cover
+
+
+def _growing_video(path, fmt: str, codec: str, big: int = 600, counts=(10, 5)):
+    """A video whose stream declares 64x48 and whose frames from 1.0 s on are big x big (10 small
+    frames, then 5 big ones, at 10 fps; ``counts`` alternate small and big): its header and first
+    frames pass any check."""
+    import av
+
+    pix = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, pix
+        pts = 0
+        for k, n in enumerate(counts):
+            w, h = (big, big) if k % 2 else (64, 48)
+            enc = av.CodecContext.create(codec, "w")
+            enc.width, enc.height, enc.pix_fmt = w, h, pix
+            enc.time_base, enc.framerate = Fraction(1, 10), Fraction(10)
+            if codec == "libx264":
+                enc.options = {"preset": "ultrafast", "threads": "1"}
+            packets = []
+            for _ in range(n):
+                img = np.full((h, w, 3), 120, np.uint8)
+                img[: h // 2] = 30
+                frame = av.VideoFrame.from_ndarray(img, "rgb24").reformat(format=pix)
+                frame.pts, frame.time_base = pts, Fraction(1, 10)
+                pts += 1
+                packets += enc.encode(frame)
+            for packet in packets + list(enc.encode(None)):
+                packet.stream, packet.time_base = s, Fraction(1, 10)
+                c.mux(packet)
+    return path
+
+
+GROWING = [("growing.ts", "mpegts", "libx264"),  # H.264: a new SPS mid-stream
+           ("growing.mkv", "matroska", "mjpeg"),  # every frame a JPEG of its own size
+           ("growing.avi", "avi", "mpeg4")]
+
+
+@pytest.mark.parametrize("name,fmt,codec", GROWING)
+def test_frames_that_outgrow_the_declared_size_are_refused_by_every_decoder(tmp_path, name, fmt, codec):
+    path = _growing_video(tmp_path / name, fmt, codec)
+    cap = 100_000  # 64x48 within, 600x600 past it
+    import av
+    with av.open(str(path)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (64, 48)
+    with pytest.raises(MediaError, match=r"^too many pixels: (600x600 video frames|a video frame) > 100000"):
+        check_video(path, sniff_file(path), max_pixels=cap)  # (ingest: its first frame passes)
+    backends = ["pyav", "decord", "auto"] + (["ffmpeg"] if shutil.which("ffmpeg") else [])
+    for backend in backends:
+        with pytest.raises(LimitError, match=r"^too many pixels: (\d+x600 video frames|a video frame) > 100000"):
+            decode_windows(path, [Window(0.0, 1.5)], 4, 32, backend=backend, max_pixels=cap)
+    # within the cap the same file decodes, small frames then big ones: the refusal is the cap's
+    clip = decode_windows(path, [Window(0.0, 1.5)], 4, 32, backend="pyav", max_pixels=600 * 600)[0]
+    assert clip.shape[0] == 4
+    # frames before the big ones are decoded as before under the lower cap
+    assert decode_windows(path, [Window(0.0, 0.8)], 4, 32, backend="pyav", max_pixels=cap)[0].shape[0] == 4
+
+
+def test_extract_and_shot_detection_hold_the_pixel_cap(tmp_path):
+    import pandas as pd
+
+    from omni.extract import extract_items
+    from omni.shots import detect_shots
+
+    path = _growing_video(tmp_path / "growing.ts", "mpegts", "libx264")
+    with pytest.raises(LimitError, match="^too many pixels: 600x600 video frames > 100000$"):
+        detect_shots(path, max_pixels=100_000)
+    work = [{"item_id": "s:1", "split": "web", "source": "s", "kind": "video", "label": 0, "path": str(path),
+             "duration_s": 1.5, "window_s": None, "stride_s": None}]
+    extract_items(work, tmp_path / "x", "extract/s", ExtractConfig(short_side=32), max_pixels=100_000)
+    row = pd.read_parquet(tmp_path / "x" / "samples.parquet").iloc[0]
+    assert row["extract_status"] == "failed"
+    assert row["extract_reason"] == "decode failed: too many pixels: 600x600 video frames > 100000"
+    extract_items(work, tmp_path / "y", "extract/s", ExtractConfig(short_side=32))  # the default cap: 8K
+    assert pd.read_parquet(tmp_path / "y" / "samples.parquet")["extract_status"].tolist() == ["ok"]
+
+
+def test_the_extract_stage_decodes_no_frame_past_ingest_max_video_pixels(tmp_path):
+    """A 10 s clip whose frames at 5-6 s outgrow its header passes ingest's check (its start and
+    end), and extract, decoding it whole, refuses it under the same cap."""
+    import pandas as pd
+    import yaml
+
+    from omni import stages
+    from omni.config import load_config
+    from omni.demo.world import write_video as write_clip
+
+    rng = np.random.default_rng(0)
+    _growing_video(tmp_path / "grows.mkv", "matroska", "mjpeg", counts=(50, 10, 40))
+    for name in ("plain.mp4", "val.mp4"):
+        write_clip(tmp_path / name, rng.integers(0, 255, (20, 48, 64, 3), dtype=np.uint8), 10)
+    (tmp_path / "train.csv").write_text("path,label\ngrows.mkv,a\nplain.mp4,b\n")
+    (tmp_path / "val.csv").write_text("path,label\nval.mp4,a\n")
+    reasons = {}
+    for cap in (100_000, None):
+        cfg = {"workdir": str(tmp_path / f"work{cap}"), "classes": ["a", "b"],
+               "target": {"train": "train.csv", "val": "val.csv"}, "sources": [],
+               "ingest": {"max_video_pixels": cap} if cap else {}}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        for stage in ("ingest", "extract"):
+            stages.run_stage(load_config(tmp_path / "c.yaml"), stage)
+        targets = pd.read_parquet(tmp_path / f"work{cap}" / "ingest" / "target" / "targets.parquet")
+        assert targets["status"].tolist() == ["ok", "ok", "ok"], targets["reason"].tolist()
+        samples = pd.read_parquet(tmp_path / f"work{cap}" / "extract" / "target" / "samples.parquet")
+        reasons[cap] = dict(zip(samples["item_id"].map(dict(zip(targets["item_id"], targets["path"]))).map(
+            lambda p: Path(p).name), samples["extract_reason"]))
+    assert reasons[100_000] == {"grows.mkv": "decode failed: too many pixels: a video frame > 100000 "
+                                "(refused by the decoder)", "plain.mp4": "", "val.mp4": ""}
+    assert reasons[None] == {"grows.mkv": "", "plain.mp4": "", "val.mp4": ""}
+
+
+def _many_streams(path, fmt: str, n: int, codec: str = "mpeg4"):
+    """A video file of ``n`` small video streams, two frames each."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as c:
+        streams = []
+        for _ in range(n):
+            s = c.add_stream(codec, rate=10)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            if codec == "libx264":
+                s.options = {"preset": "ultrafast", "threads": "1"}
+            streams.append(s)
+        for k in range(2):
+            for s in streams:
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * k + 20, np.uint8), "rgb24")
+                frame.pts = k
+                for packet in s.encode(frame):
+                    c.mux(packet)
+        for s in streams:
+            for packet in s.encode():
+                c.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name,fmt", [("many.mkv", "matroska"), ("many.mp4", "mp4"), ("many.ts", "mpegts")])
+def test_a_file_with_too_many_streams_is_refused_unopened(tmp_path, name, fmt):
+    path = _many_streams(tmp_path / name, fmt, decode.MAX_STREAMS + 1)
+    reason = rf"^too many streams: (more than|cannot be opened within) {decode.MAX_STREAMS}"
+    with pytest.raises(MediaError, match=reason):
+        check_video(path, sniff_file(path))
+    backends = ["pyav", "decord", "auto"] + (["ffmpeg"] if shutil.which("ffmpeg") else [])
+    for backend in backends:
+        with pytest.raises(LimitError, match=reason):
+            decode_windows(path, [Window(0.0, 0.2)], 2, 32, backend=backend)
+    assert frame_times(path) is None
+    ok = _many_streams(tmp_path / f"few.{name}", fmt, 3)  # a few streams: read as before
+    assert check_video(ok, sniff_file(ok)).width == 64
+    assert decode_windows(ok, [Window(0.0, 0.2)], 2, 32)[0].shape == (2, 32, 43, 3)
+
+
+def test_probing_opens_no_decoder_only_the_stream_read_gets_one(tmp_path):
+    """FFmpeg's probe would decode the first frames of every stream (a 6 MB file of 1,000 H.264
+    streams cost 480 MB to open): the file is probed with no decoder, and only the stream read
+    gets one."""
+    path = _many_streams(tmp_path / "three.mkv", "matroska", 3, codec="libx264")
+    with open_video(path) as c:
+        assert [s.codec_context.pix_fmt for s in c.streams] == [None, None, None]  # no decoder saw a frame
+        s = video_stream(c)
+        assert len(list(capped_frames(c, s, 64 * 48))) == 2
+        assert [o.codec_context.is_open for o in c.streams] == [o is s for o in c.streams]
+
+
+def test_decord_reads_only_a_file_pyav_has_checked_within_the_cap(tmp_path):
+    """decord's decoder takes no pixel cap, and its probe decodes every stream's first frames: it
+    reads a file only once PyAV has checked those frames too. PyAV itself reads the film alone."""
+    path = _cover_first_mkv(tmp_path / "with_cover.mkv")  # a 96x96 cover (9,216 px), a 64x48 film
+    assert check_video(path, "mkv", max_pixels=5000).width == 64
+    assert decode_windows(path, [Window(0.0, 2.0)], 4, 48, backend="pyav", max_pixels=5000)[0].shape[0] == 4
+    with pytest.raises(LimitError, match="^too many pixels: 96x96 video frames > 5000$"):
+        decode_windows(path, [Window(0.0, 2.0)], 4, 48, backend="decord", max_pixels=5000)
+    assert decode_windows(path, [Window(0.0, 2.0)], 4, 48, backend="decord", max_pixels=20_000)[0].shape[0] == 4
