@@ -1,6 +1,7 @@
 """Hostile crawl lists: a clear ListError or a per-row reason, never a traceback, and bounded."""
 import gzip
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -155,3 +156,187 @@ def test_parquet_with_odd_types(tmp_path):
     pd.DataFrame({"url": [1, 2], "query": [0.0, 1.0]}).to_parquet(tmp_path / "n.parquet")
     assert read_crawl_list(tmp_path / "n.parquet", CLASSES)["url"].tolist() == [str(tmp_path / "1"),
                                                                                  str(tmp_path / "2")]
+
+
+# -- rows and cells past the limits (issue 35): a per-row reason, never the whole row in memory
+
+def _small_limits(monkeypatch, row=1000, cell=300, piece=64):
+    """Low limits, and the file read a few bytes at a time so rows straddle pieces."""
+    monkeypatch.setattr(lists, "MAX_LIST_ROW_BYTES", row)
+    monkeypatch.setattr(lists, "MAX_LIST_CELL_BYTES", cell)
+    monkeypatch.setattr(lists, "_READ_BYTES", piece)
+    monkeypatch.setattr(lists, "_JSON_READ_BYTES", piece)
+
+
+HUGE = "h" * 5000
+GOOD = [{"url": "http://h/1.jpg", "query": "run"}, {"url": "http://h/3.jpg", "query": "jump"}]
+
+
+def _with_huge_row(fmt: str) -> bytes:
+    """A list of three rows, the middle one 5,000 bytes (its caption, or for text its URL)."""
+    rows = [GOOD[0], {"url": "http://h/2.jpg", "query": "run", "caption": HUGE}, GOOD[1]]
+    if fmt in ("csv", "csv.gz", "tsv"):
+        sep = "\t" if fmt == "tsv" else ","
+        df = pd.DataFrame(rows)[["url", "query", "caption"]]
+        df.loc[1, "caption"] = f'a "quoted"{sep} multi-line\r\n' + HUGE  # quotes, separators, line ends inside
+        text = df.to_csv(index=False, sep=sep, lineterminator="\r\n")
+        return gzip.compress(text.encode()) if fmt == "csv.gz" else text.encode()
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(r) for r in rows).encode()
+    if fmt == "json":
+        return json.dumps(rows).encode()
+    if fmt == "items.json":  # the whole document past the limit: read member by member
+        return json.dumps({"title": HUGE, "items": rows}).encode()
+    return f"http://h/1.jpg\n# {HUGE}\n{HUGE}\nhttp://h/3.jpg\n".encode()  # text: a long comment too
+
+
+@pytest.mark.parametrize("fmt,where", [("csv", "line 3"), ("csv.gz", "line 3"), ("tsv", "line 3"),
+                                       ("jsonl", "line 2"), ("json", "record 2"), ("items.json", "record 2"),
+                                       ("txt", "line 3")])
+def test_a_row_past_the_limit_is_a_bad_row_with_its_reason(tmp_path, monkeypatch, fmt, where):
+    _small_limits(monkeypatch)
+    df = _read(tmp_path, f"l.{fmt}", _with_huge_row(fmt), default_query="run" if fmt == "txt" else None)
+    assert df["url"].tolist() == ["http://h/1.jpg", "", "http://h/3.jpg"]
+    assert df["query_error"][0] == df["query_error"][2] == ""
+    assert re.fullmatch(rf"bad list row: {where}: \d,\d{{3}} bytes > 1,000 \(limit per row\)", df["query_error"][1])
+    assert df["list_row"].tolist() == [0, 1, 2] and df["query"][2] == ("run" if fmt == "txt" else "jump")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json", "parquet", "txt"])
+def test_a_cell_past_the_limit_is_emptied_and_named(tmp_path, monkeypatch, fmt):
+    _small_limits(monkeypatch)
+    long = "é" * 200  # 200 characters, 400 bytes
+    rows = pd.DataFrame({"url": ["http://h/1.jpg", "http://h/2.jpg"], "query": ["run", "jump"],
+                         "caption": ["short", long]})
+    path = tmp_path / f"l.{fmt}"
+    if fmt == "parquet":
+        rows.to_parquet(path)
+    elif fmt in ("csv", "tsv"):
+        rows.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    elif fmt == "jsonl":
+        rows.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif fmt == "json":
+        path.write_text(json.dumps([{**r, "nested": [long]} if i else r
+                                    for i, r in enumerate(rows.to_dict("records"))], ensure_ascii=False))
+    else:
+        path.write_text(f"http://h/1.jpg\nhttp://h/{long}.jpg\n")
+    df = read_crawl_list(path, CLASSES, default_query="run" if fmt == "txt" else None)
+    column = "url" if fmt == "txt" else "caption"
+    assert df["query_error"].tolist() == ["", f"bad list row: '{column}' cell of {400 + 13 * (fmt == 'txt')} "
+                                              "bytes > 300 (limit per cell)"]
+    assert df[column][1] == "" and df["url"][0] == "http://h/1.jpg"
+    if fmt == "json":
+        assert df["nested"][1] == ""  # a nested value is measured as JSON text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json", "txt"])
+def test_one_enormous_cell_costs_no_more_than_a_piece(tmp_path, fmt):
+    """A 32 MB cell was read whole, several times over (a 200 MB CSV cell cost 1.7 GB): now the
+    list is read in pieces and the row past the limit is never held."""
+    import tracemalloc
+
+    big = "x" * (32 << 20)
+    text = {"csv": f'url,query,caption\nhttp://h/1.jpg,run,"{big}"\nhttp://h/3.jpg,jump,ok\n',
+            "jsonl": json.dumps(GOOD[0]) + "\n" + json.dumps({"url": big, "query": "run"}) + "\n"
+                     + json.dumps(GOOD[1]) + "\n",
+            "json": json.dumps([GOOD[0], {"url": "a", "query": "run", "caption": big}, GOOD[1]]),
+            "txt": f"http://h/1.jpg\n{big}\nhttp://h/3.jpg\n"}[fmt]
+    path = tmp_path / f"l.{fmt}"
+    path.write_text(text)
+    del text, big
+    tracemalloc.start()
+    try:
+        with Timer() as t:
+            df = read_crawl_list(path, CLASSES, default_query="run" if fmt == "txt" else None)
+        peak_mb = tracemalloc.get_traced_memory()[1] / (1 << 20)
+    finally:
+        tracemalloc.stop()
+    assert df["query_error"].str.startswith("bad list row:").tolist() == ([True, False] if fmt == "csv"
+                                                                          else [False, True, False])
+    assert peak_mb < 12 and t.s < 5, (peak_mb, t.s)
+
+
+def test_a_header_past_the_limit_is_a_list_error(tmp_path, monkeypatch):
+    _small_limits(monkeypatch)
+    with pytest.raises(ListError, match=r"the header is too long: 5,\d{3} bytes > 1,000 \(limit per row\)"):
+        _read(tmp_path, "h.csv", f"url,query,{HUGE}\nhttp://h/1.jpg,run,a\n")
+
+
+def test_a_list_of_only_rows_past_the_limit_gives_each_its_reason(tmp_path, monkeypatch):
+    _small_limits(monkeypatch)
+    df = _read(tmp_path, "all.jsonl", "\n".join(json.dumps({"url": HUGE, "query": "run"}) for _ in range(2)))
+    assert df["url"].tolist() == ["", ""] and df["query_error"].str.startswith("bad list row: line").all()
+
+
+def test_target_lists_refuse_a_row_past_the_limit(tmp_path, monkeypatch):
+    from omni.lists import read_target_list
+
+    _small_limits(monkeypatch)
+    (tmp_path / "t.csv").write_text(f"path,label\na.mp4,run\n{HUGE}.mp4,jump\n")
+    with pytest.raises(ListError, match=r"t.csv row 1: line 3: 5,\d{3} bytes > 1,000 \(limit per row\)"):
+        read_target_list(tmp_path / "t.csv", CLASSES)
+    (tmp_path / "t.txt").write_text(f"a.mp4 0\n{HUGE}.mp4 1\n")
+    with pytest.raises(ListError, match=r"t.txt: line 2: 5,\d{3} bytes > 1,000 \(limit per row\)"):
+        read_target_list(tmp_path / "t.txt", CLASSES)
+    (tmp_path / "c.csv").write_text(f"path,label,note\na.mp4,run,{'n' * 400}\n")
+    with pytest.raises(ListError, match=r"c.csv row 0: 'note' cell of 400 bytes > 300 \(limit per cell\)"):
+        read_target_list(tmp_path / "c.csv", CLASSES)
+
+
+CSV_CELLS = ['plain', '', ' spaced ', 'a,b', 'say "hi"', 'two\nlines', 'cr\rlf\r\n', '""', '"', 'tab\tx', 'é€😀']
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_rows_read_in_pieces_are_the_rows_pandas_reads(tmp_path, monkeypatch, piece, sep):
+    """Where a row ends is decided as pandas' own parser decides it (a quote opens a quoted field
+    only at a field's start; "" inside one; a line end inside quotes), whatever the pieces."""
+    import io
+    import random
+
+    rng = random.Random(piece)
+    rows = [[f"http://h/{i}.jpg", "run", rng.choice(CSV_CELLS), rng.choice(CSV_CELLS)] for i in range(60)]
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=["url", "query", "a", "b"]).to_csv(buf, index=False, sep=sep,
+                                                                  lineterminator=rng.choice(["\n", "\r\n"]))
+    text = buf.getvalue() + f'http://h/x.jpg{sep}run{sep}lit"eral{sep}"ends"after\n'  # quotes mid-field
+    path = tmp_path / ("l.tsv" if sep == "\t" else "l.csv")
+    path.write_text(text)
+    want = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    monkeypatch.setattr(lists, "_READ_BYTES", piece)
+    got = read_crawl_list(path, CLASSES)
+    assert got["url"].tolist() == want["url"].tolist()
+    assert got["a"].tolist() == want["a"].tolist() and got["b"].tolist() == want["b"].tolist()
+    assert (got["query_error"] == "").all()
+
+
+@pytest.mark.parametrize("piece", [1, 2, 5, 64])
+def test_json_records_read_in_pieces_are_the_records_json_reads(tmp_path, monkeypatch, piece):
+    """Strings (escaped quotes and backslashes, brackets and commas inside), nesting and
+    whitespace straddle the pieces; the records are json.loads' own."""
+    values = ['a "quoted" one', "back\\slash\\", "\\\\\"", "[not, {a] list}", "é€😀\u2028", ""]
+    records = [{"url": f"http://h/{i}.jpg", "query": "run", "v": v, "n": {"k": [v, {"z": []}]}}
+               for i, v in enumerate(values * 3)]
+    path = tmp_path / "l.json"
+    path.write_text(" \n[" + ",\n ".join(json.dumps(r, ensure_ascii=i % 2 == 0) for i, r in enumerate(records))
+                    + "] \n")
+    monkeypatch.setattr(lists, "_JSON_READ_BYTES", piece)
+    got = read_crawl_list(path, CLASSES)
+    assert got["v"].tolist() == [r["v"] for r in records] and got["n"].tolist() == [r["n"] for r in records]
+    for bad, message in [("[{}, {}", "never closed"), ('[{"a": 1}}', "closes the"), ("[{}] x", "extra data"),
+                         ("[{},,{}]", "cannot read as .json list"), ("[{},]", "value is missing")]:
+        path.write_text(bad)
+        with pytest.raises(ListError, match=message):
+            read_crawl_list(path, CLASSES)
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 64])
+def test_lines_read_in_pieces_are_the_lines(tmp_path, monkeypatch, piece):
+    monkeypatch.setattr(lists, "_READ_BYTES", piece)
+    (tmp_path / "u.txt").write_bytes(b"http://h/1.jpg\r\nhttp://h/2.jpg\rhttp://h/3.jpg\n\r\n# note\r\nhttp://h/4.jpg")
+    assert read_crawl_list(tmp_path / "u.txt", CLASSES, default_query="run")["url"].tolist() == [
+        f"http://h/{i}.jpg" for i in range(1, 5)]
+    (tmp_path / "l.jsonl").write_bytes(b'{"url": "http://h/1.jpg", "query": "run"}\r\n\n'
+                                       b'{"url": "http://h/2.jpg", "query": "jump", "title": "a\xe2\x80\xa8b"}')
+    df = read_crawl_list(tmp_path / "l.jsonl", CLASSES)
+    assert df["url"].tolist() == ["http://h/1.jpg", "http://h/2.jpg"] and df["title"][1] == "a\u2028b"
