@@ -303,10 +303,11 @@ def _checked_for_decord(path: str, until_s: float, max_pixels: int | None) -> tu
                 raise DecodeError("no video stream")
             main.thread_type = "AUTO"
             rate = float(main.average_rate or main.guessed_rate or 25)
-            counts = {s.index: _PROBE_FRAMES for s in container.streams.video}
+            streams = [s for s in container.streams.video if s.codec_context is not None]  # (decodable)
+            counts = {s.index: _PROBE_FRAMES for s in streams}
             counts[main.index] = max(_PROBE_FRAMES, int(until_s * rate) + _DECORD_LOOKAHEAD)
             first = None
-            for stream, frame in capped_decode(container, list(container.streams.video), max_pixels, counts):
+            for stream, frame in capped_decode(container, streams, max_pixels, counts):
                 if stream is main and first is None:
                     first = (frame.width, frame.height)
     except DecodeError:
