@@ -376,7 +376,7 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
         for spec in spec_list:
             m = spec.model
             # the store omni keeps for this model (extract.short_side: auto), unless --short-side
-            side = opts.short_side or needed_short_side([m.input_size])
+            side = opts.short_side or needed_short_side([m])
             if side not in stores:
                 biggest = max(s.model.batch_size for s in spec_list)
                 stores[side] = build_store(work / f"s{side}", n_videos=max(2 * biggest, opts.score_clips),

@@ -151,8 +151,19 @@ def test_concurrency_smoke(tmp_path):
             _positive(ratio)
 
 
+def test_crossfit_side_by_side_smoke(tmp_path):
+    bench = _bench("crossfit_side_by_side")
+    out = tmp_path / "sbs.md"
+    assert bench.main(["--smoke", "--out", str(out)]) == 0
+    rows = _md_rows(out.read_text())
+    assert [r["layout"].split(",")[0] for r in rows] == ["one after the other", "side by side"]
+    for r in rows:
+        _positive(r["wall s per pair (mean)"])
+        _positive(r["time vs one after the other"])
+
+
 @pytest.mark.parametrize("name", ["ingest_vs_img2dataset", "extract_vs_ffmpeg", "frame_store", "scaling",
-                                  "concurrency"])
+                                  "concurrency", "crossfit_side_by_side"])
 def test_every_benchmark_has_a_smoke_flag(name):
     assert "--smoke" in (BENCH / f"{name}.py").read_text()
 

@@ -1,6 +1,7 @@
 """The stages end to end on the tiny demo world, called directly (no Prefect)."""
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,10 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     summary = json.loads((fr / "summary.json").read_text())
     round1 = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
     round1 = round1[round1["source"] != "target"]
+    from omni.cores import usable_cores
+
+    assert summary["crossfit_side_by_side"] == (usable_cores() >= 2)  # on a CPU: the two at once
+    assert [summary["crossfit"][f"fold{k}"]["steps"] for k in (0, 1)] == [cross.train.model.steps] * 2
     halves = [summary["crossfit"][f"fold{k}"]["aux_units"] for k in (0, 1)]
     for src, n in round1.groupby("source")["item_id"].nunique().items():
         assert halves[0].get(src, 0) + halves[1].get(src, 0) == n  # disjoint halves of the selected items
@@ -333,6 +338,31 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert (judged["status"] == "kept").tolist() == kept
     assert all(r.cached for r in _run_all(cross).values())
 
+    _run_all(cfg)  # put the default's rounds back for the tests that follow
+
+
+def test_cross_fitted_students_with_half_the_steps_and_a_failing_child(done_run, monkeypatch):
+    """refine_crossfit_steps 0.5: each cross-fitted student trains half the steps; when the one in
+    the child process fails, the run stops with its reason, and the next run, with the cause
+    gone, finishes."""
+    from omni import cores
+
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)  # side by side even on a 1-core runner
+    cfg_path, cfg = done_run[0], done_run[1]
+    half = load_config(cfg_path, ["filter.refine_crossfit=true", "filter.refine_crossfit_steps=0.5"])
+    fr = half.workdir / "train" / "first_round"
+    shutil.rmtree(fr, ignore_errors=True)
+    (fr / "fold1").mkdir(parents=True)
+    (fr / stages.STARTED).write_text(json.dumps({"key": stages.Keys(half)["train/first_round"]}))  # a run that stopped
+    (fr / "fold1" / "checkpoint.pth").unlink(missing_ok=True)
+    (fr / "fold1" / "checkpoint.pth").mkdir()  # the child cannot read its checkpoint
+    with pytest.raises(stages.StageError, match="cross-fitted student of fold1 failed: IsADirectoryError"):
+        _run_all(half)
+    (fr / "fold1" / "checkpoint.pth").rmdir()
+    _run_all(half)
+    summary = json.loads((fr / "summary.json").read_text())
+    assert summary["crossfit_side_by_side"] is True
+    assert [summary["crossfit"][f"fold{k}"]["steps"] for k in (0, 1)] == [round(half.train.model.steps / 2)] * 2
     _run_all(cfg)  # put the default's rounds back for the tests that follow
 
 
