@@ -47,9 +47,10 @@ log = logging.getLogger("omni")
 Progress = Callable[[int, int], None]
 
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
-VERSIONS = {"ingest": 5, "extract": 3, "teacher": 4, "score": 2, "filter": 2, "manifest": 2, "train": 4,
+VERSIONS = {"ingest": 5, "extract": 3, "teacher": 5, "score": 2, "filter": 2, "manifest": 2, "train": 5,
             "evaluate": 3}
-# (teacher, train 4: full target batches, omni/train.py FullBatches)
+# (teacher, train 4: full target batches, omni/train.py FullBatches; 5: the noise augmentation's
+# values come from a bank drawn once per process, omni/data.py noise_slice)
 FETCH_VERSION = 3  # the downloads journal: bump only when what a fetch records changes
 # (3: images and frames under 16 px refused, rotated videos' shown size and thumbnails, TS/WebM measured from packets)
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})

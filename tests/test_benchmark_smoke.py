@@ -162,8 +162,22 @@ def test_crossfit_side_by_side_smoke(tmp_path):
         _positive(r["time vs one after the other"])
 
 
+def test_clip_load_smoke(tmp_path):
+    bench = _bench("clip_load")
+    out = tmp_path / "clip_load.md"
+    assert bench.main(["--smoke", "--out", str(out)]) == 0
+    rows = _md_rows(out.read_text())
+    assert [r["clip"] for r in rows] == ["video clip", "still (warped pseudo-clip)"]
+    for r in rows:
+        for col in ("reference ms/clip", "omni ms/clip", "omni / reference"):
+            _positive(r[col])
+    from omni import data
+
+    assert data.noise_slice.__name__ == "noise_slice"  # the benchmark put omni's own back
+
+
 @pytest.mark.parametrize("name", ["ingest_vs_img2dataset", "extract_vs_ffmpeg", "frame_store", "scaling",
-                                  "concurrency", "crossfit_side_by_side"])
+                                  "concurrency", "crossfit_side_by_side", "clip_load"])
 def test_every_benchmark_has_a_smoke_flag(name):
     assert "--smoke" in (BENCH / f"{name}.py").read_text()
 

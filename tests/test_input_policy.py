@@ -90,6 +90,31 @@ def _direction(x: torch.Tensor) -> float:
     return float(torch.sign(centre[-1] - centre[0]))
 
 
+def test_noise_augmentation_is_gaussian_per_clip_reproducible_and_different_per_draw():
+    """train.augment.noise: each training clip gets independent N(0, noise^2) values per pixel,
+    the same for the same draw (reproducible from the seed), others for the next draw."""
+    from omni import data
+
+    aug = AugmentConfig(shift=0, gain=0, brightness=0, noise=0.05)
+    policy = InputPolicy.of(ModelConfig(), aug)
+    x = torch.rand(3, 8, 64, 64)
+    clean = finish_input(x.clone(), InputPolicy.of(ModelConfig(), None), True, np.random.default_rng(0))
+
+    def noise(seed):
+        return finish_input(x.clone(), policy, True, np.random.default_rng(seed)) - clean
+
+    a, b = noise(1), noise(2)
+    for n in (a, b):
+        assert abs(float(n.mean())) < 0.002 and abs(float(n.std()) - 0.05) < 0.002
+        flat = n.flatten()
+        assert abs(float(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1])) < 0.02  # independent pixels
+    assert torch.equal(noise(1), a) and not torch.allclose(a, b)
+    assert abs(float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])) < 0.02
+    big = data.noise_slice(data.NOISE_BANK_SIZE + 5, np.random.default_rng(0))  # past the bank: fresh draws
+    assert big.shape == (data.NOISE_BANK_SIZE + 5,) and abs(float(big.std()) - 1) < 0.01
+    assert finish_input(x.clone(), policy, False, np.random.default_rng(1)).equal(clean)  # evaluation: no noise
+
+
 def test_no_mirroring_by_default(tmp_path):
     ds = _dataset(tmp_path, flip=False)
     for _ in range(20):
