@@ -1057,11 +1057,16 @@ def _train_in_child(rows, tcfg, class_names, workdir, out_dir, key, run, reserve
     from .cores import CoreShare
     from .train import train_student
 
-    raise_on_signals()
+    raise_on_signals()  # the parent's terminate() becomes Cancelled: training checkpoints on the way out
     try:
         with CoreShare(reserved=reserved) as cores:
+
+            def follow_the_core_share() -> bool:  # called every step; the child never asks to stop
+                cores.apply()
+                return False
+
             res = train_student(rows, tcfg, class_names, workdir, out_dir, key, run=run,
-                                should_stop=lambda: cores.apply() < 0)
+                                should_stop=follow_the_core_share)
         write_json_atomic(result, res)
     except BaseException:
         error.write_text(traceback.format_exc())
