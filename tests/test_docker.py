@@ -38,10 +38,12 @@ def test_hadolint_does_catch_a_bad_dockerfile(tmp_path):
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_copies_only_what_the_repository_has(dockerfile):
-    for line in dockerfile.read_text().splitlines():
-        if line.startswith("COPY "):
-            for src in line.split()[1:-1]:
-                assert (ROOT / src).exists(), f"{dockerfile.name}: COPY {src}: no such path"
+    sources = [src for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")
+               for src in line.split()[1:-1] if not src.startswith("--")]
+    assert {"pyproject.toml", "omni", "flows"} <= {s.rstrip("/") for s in sources}, \
+        f"{dockerfile.name} does not copy the project in: {sources}"
+    for src in sources:
+        assert (ROOT / src).exists(), f"{dockerfile.name}: COPY {src}: no such path"
 
 
 def test_compose_file_meets_the_compose_spec_and_its_references_hold():
@@ -61,6 +63,8 @@ def test_compose_file_meets_the_compose_spec_and_its_references_hold():
             built[svc["image"]] = name
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this host's loopback"
+    assert services["server"].get("ports"), "the server's API and UI are published (on loopback) for the host"
+    assert built, "compose builds the project's own images"
     for name, svc in services.items():
         image = svc["image"]
         assert image in built or ":" in image, f"{name} uses image {image} that nothing builds or pins"

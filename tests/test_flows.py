@@ -32,7 +32,12 @@ def test_tiny_demo_through_prefect_flows(prefect_server, tmp_path, capsys):
     assert {"kept", "filtered", "failed", "duplicate", "leak"} <= set(web["status"])
     for name in ("baseline", "omnisource"):
         metrics = json.loads((run / "eval" / name / "metrics.json").read_text())
-        assert 0 <= metrics["top1"] <= 1
+        # every val clip judged once, and the figure printed is the one the confusion matrix implies
+        confusion = [[int(c) for c in row] for row in metrics["confusion"]]
+        judged = sum(map(sum, confusion))
+        assert judged == metrics["num_samples"] > 0 and len(confusion) == len(metrics["class_names"])
+        assert metrics["top1"] == pytest.approx(sum(confusion[i][i] for i in range(len(confusion))) / judged)
+        assert any(line.split()[:2] == [name, f"{100 * metrics['top1']:.1f}%"] for line in out.splitlines())
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["ground_truth"]["leaks_found"] == report["ground_truth"]["leaks_planted"]
 
