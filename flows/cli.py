@@ -37,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every stage in order (cached stages are skipped)")
     common(run)
     for name, text in STAGE_HELP.items():
-        common(sub.add_parser(name, help=f"run one stage: {text}"))
+        common(stage := sub.add_parser(name, help=f"run one stage: {text}"))
+        if name == "ingest":
+            stage.add_argument("--retry-failed", nargs="*", default=None, metavar="REASON",
+                               help="first fetch again only the rows whose download failed for a transient "
+                               "reason (timeout, 5xx, 429, connection, truncated, slow, dns; default: all of "
+                               "them), then ingest; good and permanently bad rows are left as they are")
     abl = sub.add_parser("ablate", help="the paper's ablation table from the cached stages: target only, each "
                          "source, all, unfiltered, each training practice off")
     common(abl)
@@ -59,7 +64,8 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_prefect: bool):
+def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_prefect: bool,
+                retry: list[str] | None = None):
     from omni import stages
     from omni.config import load_config
 
@@ -74,6 +80,9 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
         from omni.progress import TextProgress
 
         names = [stage] if stage else list(stages.STAGES)
+        if retry is not None:  # before the keys: a repaired source has a new one
+            for counts in stages.retry_failed(cfg, retry):
+                print(counts.line(), flush=True)
         keys = stages.Keys(cfg)
         for name in names:
             for r in stages.run_stage(cfg, name, keys, progress_for=TextProgress):
@@ -82,7 +91,8 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     if stage:
         from flows.stages import STAGE_FLOWS
 
-        STAGE_FLOWS[stage](config_path, overrides)
+        extra = {"retry_failed": True, "retry_reasons": retry} if retry is not None else {}
+        STAGE_FLOWS[stage](config_path, overrides, **extra)
     else:
         from flows.pipeline import omnisource
 
@@ -219,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report_table(pipeline_report(load_config(args.config, args.overrides))))
             return 0
         stage = None if args.command == "run" else args.command
-        _run_stages(args.config, args.overrides, stage, args.no_prefect)
+        _run_stages(args.config, args.overrides, stage, args.no_prefect, getattr(args, "retry_failed", None))
         if stage is None:
             from omni.config import load_config
             from omni.report import pipeline_report, report_table

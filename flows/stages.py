@@ -128,9 +128,23 @@ def _run_stage(stage: str, config_path: str, overrides: list[str] | None,
     return results
 
 
+@task(task_run_name="retry-failed")
+def retry_failed_task(config_path: str, overrides: list[str] | None, reasons: list[str] | None) -> list[dict]:
+    """Fetch again only the rows that failed for a transient reason (omni/retry.py)."""
+    counts = stages.retry_failed(load_config(config_path, overrides or []), reasons)
+    for c in counts:
+        print(c.line())
+    return [c.as_dict() for c in counts]
+
+
 @flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=True)
-def ingest_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None):
-    """Fetch, validate and de-duplicate the target clips and every crawl list."""
+def ingest_flow(config_path: str, overrides: list[str] | None = None, settings: RunSettings | None = None,
+                retry_failed: bool = False, retry_reasons: list[str] | None = None):
+    """Fetch, validate and de-duplicate the target clips and every crawl list. With ``retry_failed``,
+    first fetch again only the rows whose download failed for a transient reason (``retry_reasons``:
+    only these classes, e.g. ``["timeout", "5xx"]``; empty: all)."""
+    if retry_failed:
+        retry_failed_task(config_path, all_overrides(overrides, settings), retry_reasons)
     return _run_stage("ingest", config_path, overrides, settings)
 
 

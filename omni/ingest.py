@@ -24,6 +24,7 @@ from .ingest_stats import source_stats
 from .journal import Journal
 from .lists import read_crawl_list, read_target_list
 from .media import CHECKS_VERSION
+from .retry import RetryCounts, retry_source
 from .validate import VAL_THUMBS, ValidateOptions, fetch_and_validate, validate_target
 
 log = logging.getLogger(__name__)
@@ -264,3 +265,21 @@ def ingest_source(name: str, kind: str, list_path: Path, url_column: str, query_
     stats["items_per_s"] = round(len(todo) / elapsed, 2) if elapsed > 0 else None
     write_json_atomic(out_dir / "stats.json", stats)
     return stats
+
+
+def retry_failed_rows(name: str, kind: str, list_path: Path, url_column: str, query_column: str,
+                      default_query: str | None, class_names: list[str], fetch: FetchOptions,
+                      validate: ValidateOptions, tmp: Path, journal_dir: Path, blobs: Path,
+                      classes: frozenset[str], workers: int = 16) -> RetryCounts:
+    """Fetch again the URLs of one crawl list whose download failed for a transient reason in
+    ``classes`` (omni/retry.py); appends their new records to the journal and touches nothing
+    else. The ingest unit then rebuilds ``items.parquet`` from the journal."""
+    items = read_source_list(name, kind, list_path, class_names, url_column, query_column, default_query)
+    rows_urls = list(items.loc[items["query_error"] == "", "url"])
+    fetcher = Fetcher(fetch, Path(tmp))
+    _clear_partial_downloads(Path(tmp))
+    with Journal(Path(journal_dir) / "journal.jsonl") as journal:
+        return retry_source(
+            name, rows_urls, kind, journal,
+            lambda url: _checked(url, lambda: fetch_and_validate(fetcher, url, kind, blobs, validate)),
+            classes, lambda jobs, work: _run_jobs(jobs, work, workers, len(jobs), 0, None))

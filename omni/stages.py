@@ -383,8 +383,14 @@ class Keys:
         return self._memo[unit]
 
     def _compute(self, unit: str) -> str:
-        stage = unit.split("/")[0]
+        stage, _, part = unit.partition("/")
         inputs = {**user_files(self.cfg, unit), **{u: self[u] for u in upstream(self.cfg, unit)}}
+        if stage == "ingest" and part != "target":  # rows repaired by `--retry-failed` (absent if none)
+            from .retry import retried_fingerprint
+
+            retried = retried_fingerprint(stage_dir(self.cfg, unit) / "journal" / self.fetch(unit))
+            if retried:
+                inputs["retried"] = retried
         return cache.stage_key(unit, VERSIONS[stage], unit_settings(self.cfg, unit), inputs)
 
     def fetch(self, unit: str) -> str:
@@ -626,7 +632,6 @@ def _fetch_options(ingest: dict, runtime: dict, roots: list[str] | None):
 
 def _ingest(u: Unit) -> dict:
     from .ingest import ingest_source, ingest_target
-    from .validate import ValidateOptions
 
     s, ing = u.settings, u.settings["ingest"]
     journal = u.dir / "journal" / u.keys.fetch(u.name)
@@ -635,14 +640,60 @@ def _ingest(u: Unit) -> dict:
     if u.part == "target":
         return ingest_target(u.cfg.target.train, u.cfg.target.val, s["classes"], fetch, ing["max_video_pixels"],
                              u.dir, journal, workers=u.runtime["ingest.workers"], progress=u.progress)
-    src = s["source"]
-    return ingest_source(u.part, src["kind"], _source(u.cfg, u.part).list, src["url_column"], src["query_column"],
-                         src["query"], s["classes"], fetch,
-                         ValidateOptions(ing["max_image_pixels"], ing["image_short_side"], ing["max_video_pixels"]),
+    return ingest_source(*_source_list_args(u.cfg, u.part, s), fetch, _validate_options(ing),
                          ing["leak_check"], ing["leak_threshold"], u.input("ingest/target") / "targets.parquet",
                          u.dir, journal, downloads_dir(u.cfg), workers=u.runtime["ingest.workers"],
                          progress=u.progress, scheduler=u.runtime["cluster.scheduler_address"],
                          shard_items=u.runtime["cluster.shard_items"])
+
+
+def _source_list_args(cfg: Config, part: str, settings: dict) -> tuple:
+    """(name, kind, list, url column, query column, default query, class names) of a source unit."""
+    src = settings["source"]
+    return (part, src["kind"], _source(cfg, part).list, src["url_column"], src["query_column"], src["query"],
+            settings["classes"])
+
+
+def _validate_options(ing: dict):
+    from .validate import ValidateOptions
+
+    return ValidateOptions(ing["max_image_pixels"], ing["image_short_side"], ing["max_video_pixels"])
+
+
+def retry_failed(cfg: Config, reasons: list[str] | None = None) -> list:
+    """``omni ingest CONFIG --retry-failed [REASON...]``: fetch again, for every crawl list that
+    was ingested, only the URLs whose download failed for a transient reason (omni/retry.py;
+    ``reasons`` restricts the classes). Returns one ``retry.RetryCounts`` per source. Run the
+    ingest stage after it: a source whose records changed has a new key (``Keys``) and is
+    rebuilt from the journal; the others stay cache hits."""
+    from .ingest import retry_failed_rows
+    from .retry import RetryCounts, parse_classes
+
+    try:
+        classes = parse_classes(reasons)
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    keys = Keys(cfg)
+    claim_workdir(cfg)
+    out = []
+    with workdir_lock(cfg):
+        for unit in units(cfg, "ingest"):
+            part = unit.partition("/")[2]
+            if part == "target":  # the user's own clips, read in place: nothing transient to retry
+                continue
+            journal = stage_dir(cfg, unit) / "journal" / keys.fetch(unit)
+            if not (journal / "journal.jsonl").exists():  # never ingested: the ingest stage fetches it all
+                out.append(RetryCounts(part))
+                continue
+            s = unit_settings(cfg, unit)
+            runtime = runtime_settings(cfg)
+            counts = retry_failed_rows(*_source_list_args(cfg, part, s), _fetch_options(s["ingest"], runtime,
+                                       s.get("local_roots")), _validate_options(s["ingest"]),
+                                       stage_dir(cfg, unit) / "tmp", journal, downloads_dir(cfg), classes,
+                                       workers=runtime["ingest.workers"])
+            log.info("%s", counts.line())
+            out.append(counts)
+    return out
 
 
 def _extract(u: Unit) -> dict:
