@@ -151,27 +151,84 @@ def done_marker(stage_dir: Path) -> Path:
     return Path(stage_dir) / "_done.json"
 
 
+OUTPUTS = "_outputs"  # in the done marker: every output file's size when the unit finished
+# an ingest unit's downloads journal and part downloads: checked their own way (torn lines dropped,
+# parts deleted at start), and a `--retry-failed` round appends to the journal of a done unit
+UNTRACKED_DIRS = frozenset({"journal", "tmp"})
+
+
+def _outputs(stage_dir: Path) -> dict[str, int]:
+    """``{relative path: size}`` of a unit's outputs: its files but omni's markers (``_*``), hidden
+    temporaries (``.*``), pictures (``*.png``, drawn for people, read by no unit) and
+    ``UNTRACKED_DIRS``."""
+    out = {}
+    for p in sorted(Path(stage_dir).rglob("*")):
+        rel = p.relative_to(stage_dir)
+        if rel.parts[0] in UNTRACKED_DIRS or p.name[:1] in "._" or p.suffix == ".png" or not p.is_file():
+            continue
+        out[rel.as_posix()] = p.stat().st_size
+    return out
+
+
 def read_done(stage_dir: Path) -> dict | None:
+    """The done marker's record (its key and the unit's result), without the output sizes."""
+    done = _read_marker(stage_dir)
+    if done is not None:
+        done.pop(OUTPUTS, None)
+    return done
+
+
+def _read_marker(stage_dir: Path) -> dict | None:
     marker = done_marker(stage_dir)
     try:
-        return json.loads(marker.read_text())
+        done = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
+    return done if isinstance(done, dict) else None
+
+
+def damage(stage_dir: Path) -> str:
+    """Why a finished unit's outputs cannot be trusted (an output missing, or of another size than
+    when the unit finished: a truncated shard, a half-written Parquet file), or "" when they can.
+    A marker from before sizes were recorded is trusted as it is."""
+    done = _read_marker(stage_dir) or {}
+    recorded = done.get(OUTPUTS)
+    if not isinstance(recorded, dict):
+        return ""
+    for rel, size in recorded.items():
+        try:
+            now = (Path(stage_dir) / rel).stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if now != size:
+            return f"{rel} changed size ({now} bytes, {size} when it was written)"
+    return ""
 
 
 def is_done(stage_dir: Path, key: str) -> bool:
-    done = read_done(stage_dir)
-    return bool(done) and done.get("key") == key
+    """Done under ``key``, every output as it was written."""
+    done = _read_marker(stage_dir)
+    return bool(done) and done.get("key") == key and not damage(stage_dir)
 
 
 def mark_done(stage_dir: Path, key: str, **info: Any) -> None:
-    """Record a finished stage atomically (written last, after all outputs)."""
+    """Record a finished stage atomically (written last, after all outputs), with each output's size."""
     stage_dir = Path(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(done_marker(stage_dir), {"key": key, **_canonical(info)})
+    write_json_atomic(done_marker(stage_dir), {"key": key, **_canonical(info), OUTPUTS: _outputs(stage_dir)})
 
 
 def clear_done(stage_dir: Path) -> None:
     done_marker(stage_dir).unlink(missing_ok=True)
+
+
+def remove_outputs(stage_dir: Path) -> None:
+    """Delete a unit's recorded outputs (all of them: one damaged file may be the end of a chunk
+    that others refer to) and its done marker, so that the unit is redone from its inputs. An
+    ingest unit's journal and downloads stay."""
+    done = _read_marker(stage_dir) or {}
+    for rel in done.get(OUTPUTS) or {}:
+        (Path(stage_dir) / rel).unlink(missing_ok=True)
+    clear_done(stage_dir)
 
 

@@ -138,6 +138,40 @@ def _windows_for(item: dict, ecfg: ExtractConfig, max_pixels: int | None = DEFAU
     return WindowPlan(kept, "; ".join(notes))
 
 
+def _chunk_done(out_dir: Path, chunk_id: str) -> bool:
+    """Whether a chunk of an earlier (killed) run can be reused: its part file reads as Parquet and
+    its shard holds every byte the part refers to (raw: exactly their sum). A damaged chunk's files
+    are deleted, so it is decoded again."""
+    from .framestore import SUFFIX
+
+    part = out_dir / "parts" / f"{chunk_id}.parquet"
+    if not part.exists():
+        return False
+    shards = [out_dir / "frames" / f"{chunk_id}{suffix}" for suffix in SUFFIX.values()]
+    try:
+        rows = pd.read_parquet(part, columns=["status", "offset", "t", "h", "w"])
+        ok = rows[rows["status"] == "ok"]
+        shard = next((p for p in shards if p.exists()), None)
+        size = shard.stat().st_size if shard is not None else 0
+        if ok.empty:
+            why = ""
+        elif shard is None:
+            why = "its frame shard is missing"
+        elif shard.suffix == SUFFIX["raw"]:
+            need = int((ok["t"] * ok["h"] * ok["w"] * 3).sum())
+            why = f"{shard.name} holds {size} of {need} bytes" if size != need else ""
+        else:
+            why = f"{shard.name} ends before its last sample" if size <= int(ok["offset"].max()) else ""
+    except Exception as exc:  # a half-written or foreign part file
+        why = f"{part.name} is unreadable ({type(exc).__name__})"
+    if not why:
+        return True
+    log.warning("extract: chunk %s is damaged (%s): decoding it again", chunk_id, why)
+    for p in (part, *shards):
+        p.unlink(missing_ok=True)
+    return False
+
+
 def target_work(targets: pd.DataFrame) -> list[dict]:
     """Extraction jobs for the usable target clips (train and val)."""
     return [{"item_id": r["item_id"], "split": r["split"], "source": "target", "kind": "video",
@@ -173,8 +207,7 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     chunks = [work[i:i + ecfg.shard_items] for i in range(0, len(work), ecfg.shard_items)]
     chunk_ids = [f"shard-{i:05d}" for i in range(len(chunks))]
-    todo = [(cid, ch) for cid, ch in zip(chunk_ids, chunks)
-            if not (out_dir / "parts" / f"{cid}.parquet").exists()]
+    todo = [(cid, ch) for cid, ch in zip(chunk_ids, chunks) if not _chunk_done(out_dir, cid)]
     for stale in (out_dir / "frames").glob(".*.tmp"):
         stale.unlink()
     started = time.time()

@@ -436,6 +436,10 @@ def _owned(d: Path) -> bool:
 def require(cfg: Config, keys: Keys, unit: str) -> Path:
     d = stage_dir(cfg, unit)
     if not cache.is_done(d, keys[unit]):
+        broken = (cache.read_done(d) or {}).get("key") == keys[unit] and cache.damage(d)
+        if broken:
+            raise StageError(f"{unit}'s outputs are damaged ({broken}): run `omni {unit.split('/')[0]} CONFIG` "
+                             f"(or `omni run CONFIG`) to redo it")
         raise StageError(f"{unit} has not run for this config: run `omni {unit.split('/')[0]} CONFIG` "
                          f"(or `omni run CONFIG`) first")
     return d
@@ -541,6 +545,9 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     if cache.is_done(d, key):
         log.info("%s: cache hit (%s)", unit, key[:12])
         return StageResult(unit, key, True, cache.read_done(d) or {})
+    if (cache.read_done(d) or {}).get("key") == key:  # done, but an output went missing or changed size
+        log.warning("%s: %s: redoing the unit", unit, cache.damage(d))
+        cache.remove_outputs(d)
     for up in upstream(cfg, unit):
         require(cfg, keys, up)
     started_file = d / STARTED
