@@ -1,8 +1,9 @@
 """Fetch one crawl-list URL into a temporary file: polite, bounded, retried, never raising.
 
 ``http(s)://`` is streamed with a size cap, bounded redirects, connect/read timeouts and
-retries with exponential backoff and jitter on timeouts, connection errors, 429 and 5xx
-(honouring ``Retry-After``; 4xx is never retried). Each item also has an overall deadline
+retries with exponential backoff and jitter on timeouts, connection errors (a reset mid-body
+included), a temporary DNS failure, 429 and 5xx (honouring ``Retry-After``; 4xx is never
+retried). Each item also has an overall deadline
 (``item_timeout_s``) and a minimum average rate (``min_bytes_per_s`` after ``rate_grace_s``):
 a server that drips one byte per second defeats per-read timeouts, so a watchdog thread
 shuts the socket of an item that outlives its deadline or its response-header limit.
@@ -57,6 +58,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{1,31}):")
 _URL_SAFE = "/?&=%:@!$'()*+,;-._~[]"
 
 Resolver = Callable[[str, int], list]
+DNS_TEMPORARY = "dns error: temporary failure in name resolution"  # retried within the item's deadline
 
 
 @dataclass
@@ -192,6 +194,8 @@ def pick_address(host: str, port: int, allow_private: bool, resolve: Resolver = 
     try:
         addresses = addresses or [str(a).split("%")[0] for a in resolve(host, port)]
     except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # the resolver is unreachable or overloaded: retried
+            return "", DNS_TEMPORARY
         return "", f"dns error: {exc.strerror or exc}"
     except (UnicodeError, ValueError, OSError):
         return "", "dns error: bad host name"
@@ -532,7 +536,7 @@ class Fetcher:
                 return Fetched(False, bad), None
             address, refused = pick_address(target.host, target.port, opts.allow_private_addresses, self.resolve)
             if refused:
-                return Fetched(False, refused), None
+                return Fetched(False, refused), (0.0 if refused == DNS_TEMPORARY else None)
             result, retry_after, location = self._hop(target, address, deadline)
             if location is None:
                 return result, retry_after

@@ -1,6 +1,10 @@
 """Fetching against a local HTTP server on 127.0.0.1: retries, caps, redirects, refusals."""
+import hashlib
+import socket
+import struct
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -56,6 +60,18 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "5000")
             self.end_headers()
             self.wfile.write(b"z" * 100)
+        elif self.path in ("/reset-twice", "/reset-always"):  # half the body, then a TCP reset
+            body = bytes(range(256)) * 40
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.path == "/reset-twice" and n > 2:
+                self.wfile.write(body)
+                return
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
         elif self.path == "/slow":
             time.sleep(1.5)
             self.send_response(200)
@@ -148,3 +164,49 @@ def test_refused_connection_is_named(tmp_path):
         port = s.getsockname()[1]
     got = fetcher(tmp_path, tries=2).fetch(f"http://127.0.0.1:{port}/x.jpg")
     assert got.reason == "connection refused after 2 tries"
+
+
+def test_a_connection_reset_mid_body_is_retried_within_the_deadline(server, tmp_path):
+    got = fetcher(tmp_path, tries=3).fetch(server + "/reset-twice")
+    assert got.ok and got.tries == 3 and got.sha256 == hashlib.sha256(bytes(range(256)) * 40).hexdigest()
+    Path(got.path).unlink()  # (the caller's to keep)
+    got = fetcher(tmp_path, tries=3).fetch(server + "/reset-always")
+    assert not got.ok and got.reason == "truncated download: got 5120 of 10240 bytes after 3 tries"
+    assert not list(tmp_path.glob(".part-*"))  # the cut bodies are not left behind
+
+
+def _flapping_dns(fail: int):
+    calls = []
+
+    def resolve(host, port):
+        calls.append(host)
+        if len(calls) <= fail:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return ["127.0.0.1"]
+
+    return resolve, calls
+
+
+def test_dns_failing_for_a_while_is_retried_within_the_deadline(server, tmp_path):
+    port = server.rsplit(":", 1)[1]
+    resolve, calls = _flapping_dns(fail=2)
+    f = Fetcher(FetchOptions(allow_private_addresses=True, backoff_s=0.01, tries=3), tmp_path, resolve=resolve)
+    got = f.fetch(f"http://files.example:{port}/ok")
+    assert got.ok and got.tries == 3 and len(calls) == 3
+    # failing past the item's deadline: the row ends with the reason, on time
+    resolve, calls = _flapping_dns(fail=10 ** 6)
+    f = Fetcher(FetchOptions(allow_private_addresses=True, backoff_s=0.2, tries=50, item_timeout_s=1.0),
+                tmp_path, resolve=resolve)
+    t0 = time.monotonic()
+    got = f.fetch(f"http://files.example:{port}/ok")
+    assert time.monotonic() - t0 < 1.5
+    assert not got.ok and got.reason.startswith("dns error: temporary failure in name resolution after ")
+    assert 2 <= len(calls) < 50
+    # a name that does not exist is not asked again
+    def nxdomain(host, port):
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    calls.clear()
+    got = Fetcher(FetchOptions(tries=3), tmp_path, resolve=nxdomain).fetch("http://nowhere.example/x.jpg")
+    assert got.reason == "dns error: Name or service not known" and len(calls) == 1
