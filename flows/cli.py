@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from omni.fanout import FanoutError
     from omni.launch import LaunchError
     from omni.stages import StageError
+    from omni.diskspace import NoSpace
 
     try:
         if args.command == "demo":
@@ -236,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n" + report_table(pipeline_report(load_config(args.config, args.overrides))))
         return 0
-    except (ConfigError, ListError, StageError, FanoutError, LaunchError) as exc:
+    except (ConfigError, ListError, StageError, FanoutError, LaunchError, NoSpace) as exc:
+        from omni.progress import close_open_bars
+
+        close_open_bars()
         print(f"omni: error: {exc}", file=sys.stderr)
         return 2
     except Cancelled as exc:

@@ -83,8 +83,10 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
     from omni.config import ConfigError
     from omni.lists import ListError
 
+    from omni.diskspace import NoSpace
+
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, (ConfigError, ListError, stages.StageError))
+    return not isinstance(exc, (ConfigError, ListError, stages.StageError, NoSpace))
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error, task_run_name="{unit}")

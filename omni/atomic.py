@@ -88,9 +88,20 @@ def concat_parquet_atomic(parts: list[Path], path: str | Path, empty=None) -> Pa
 
 
 def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a Python file, so that a full disk is the ``OSError`` it is (torch's
+    own writer reports it as ``RuntimeError: ... unexpected pos``)."""
     import torch
 
-    return write_atomic(path, lambda p: torch.save(obj, p))
+    def save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
+
+    return write_atomic(path, save)
 
 
 def _json_default(o):

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .config import ExtractConfig
 from .decode import DecodeError, Window, decode_windows, load_image
+from .diskspace import is_disk_full
 from .atomic import write_parquet_atomic
 from .fanout import map_shards
 from .framestore import ShardWriter
@@ -95,6 +96,8 @@ def _extract_chunk(chunk_id: str, items: list[dict], cfg: dict, root: str,
                                  "end_s": win.end_s if item["kind"] == "untrimmed" else np.nan,
                                  "status": "ok", "reason": getattr(windows, "note", ""), **ref})
             except Exception as exc:  # a bad item is recorded, never fatal for the chunk
+                if is_disk_full(exc):  # our disk, not the item: the chunk stops, its shard is dropped
+                    raise
                 reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
                 rows.append({**base, "sample_id": f"{item['item_id']}#0", "clip_index": 0,
                              "start_s": np.nan, "end_s": np.nan, "status": "failed",
@@ -170,6 +173,32 @@ def _chunk_done(out_dir: Path, chunk_id: str) -> bool:
     for p in (part, *shards):
         p.unlink(missing_ok=True)
     return False
+
+
+def estimate_bytes(rows: pd.DataFrame, ecfg: ExtractConfig, window_s: float | None = None,
+                   stride_s: float | None = None) -> int:
+    """About how many bytes the frame store of the usable ``rows`` (an ingest table) takes: each
+    sample's frames at the stored size (``raw``), or a fifteenth of that (``jpeg``: a low guess,
+    so that a refusal means it clearly does not fit)."""
+    from .decode import scaled_size
+
+    total = 0
+    for r in rows[rows["status"] == "ok"].to_dict("records"):
+        try:
+            w, h = scaled_size(int(r["width"]), int(r["height"]), ecfg.short_side)
+        except (TypeError, ValueError, KeyError):
+            continue
+        if r["kind"] == "image":
+            frames = 1
+        else:
+            duration = min(float(r.get("duration_s") or 0.0), ecfg.max_duration_s)
+            if r["kind"] == "untrimmed" and window_s:
+                n = max(1, int((duration - window_s) // (stride_s or window_s)) + 1 if duration > window_s else 1)
+                frames = min(n, ecfg.max_windows_per_video) * frames_per_window([Window(0.0, window_s)], ecfg)
+            else:
+                frames = frames_per_window([Window(0.0, duration)], ecfg)
+        total += frames * w * h * 3
+    return total if ecfg.frame_codec == "raw" else total // 15
 
 
 def target_work(targets: pd.DataFrame) -> list[dict]:

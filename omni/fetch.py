@@ -46,6 +46,8 @@ from urllib3.exceptions import (DecodeError, InvalidChunkLength, InvalidHeader, 
                                 NewConnectionError, ProtocolError, SSLError)
 from urllib3.exceptions import TimeoutError as _U3Timeout
 
+from .diskspace import is_disk_full
+
 RETRY_STATUS = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 MAX_RETRY_AFTER_S = 60.0
@@ -439,7 +441,9 @@ class Fetcher:
         _WATCHDOG.add(deadline)
         try:
             return self._fetch(str(url if url is not None else "").strip(), deadline)
-        except Exception as exc:  # a worker never raises: it returns a reason
+        except Exception as exc:  # a worker never raises: it returns a reason (a full disk is no bad URL)
+            if is_disk_full(exc):
+                raise
             return Fetched(False, deadline.reason or f"fetch error: {type(exc).__name__}: {str(exc)[:80]}")
         finally:
             _WATCHDOG.remove(deadline)
@@ -631,6 +635,10 @@ class Fetcher:
                     if failure:
                         break
         except Exception as exc:
+            if is_disk_full(exc):  # our disk, not the server: stop the run, keep no part
+                resp.close()
+                os.unlink(tmp)
+                raise
             failure = _read_failure(exc, resp, declared)
         if deadline.expired():
             failure = (deadline.reason, None)

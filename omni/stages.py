@@ -36,7 +36,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import cache
+from . import cache, diskspace
 from .atomic import write_json_atomic
 from .ranks import Ranks, current as current_ranks
 from .config import Config, ConfigError, SourceConfig
@@ -567,13 +567,18 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     if prepared:
         prepared()
     nproc = cfg.train.nproc_per_node
-    if nproc > 1 and stage in RANKED_STAGES and not ranks.many:  # torchrun as a child: the ranks run the body
-        from .launch import run_ranked_body
+    try:
+        if nproc > 1 and stage in RANKED_STAGES and not ranks.many:  # torchrun as a child: the ranks run the body
+            from .launch import run_ranked_body
 
-        info = run_ranked_body(cfg.model_dump(mode="json"), unit, d, nproc, should_stop)
-    else:
-        info = _run_body(cfg, unit, keys, progress, should_stop, ranks)
-    cache.mark_done(d, key, **info)
+            info = run_ranked_body(cfg.model_dump(mode="json"), unit, d, nproc, should_stop)
+        else:
+            info = _run_body(cfg, unit, keys, progress, should_stop, ranks)
+        cache.mark_done(d, key, **info)
+    except BaseException as exc:  # a full disk is one clear line; what was finished stays for the rerun
+        if diskspace.is_disk_full(exc) and not isinstance(exc, diskspace.NoSpace):
+            raise diskspace.NoSpace(d, diskspace.wanted_more(d)) from None
+        raise
     log.info("%s: %s", unit, summarise(info))
     return StageResult(unit, key, False, info)
 
@@ -705,14 +710,15 @@ def retry_failed(cfg: Config, reasons: list[str] | None = None) -> list:
 
 def _extract(u: Unit) -> dict:
     from .config import ExtractConfig
-    from .extract import default_window_s, extract_items, source_work, target_work
+    from .extract import default_window_s, estimate_bytes, extract_items, source_work, target_work
     from .media import DEFAULT_MAX_VIDEO_PIXELS
 
     ecfg = ExtractConfig(**u.settings["extract"])
     prefix = u.dir.relative_to(u.workdir).as_posix()
     if u.part == "target":
-        work = target_work(pd.read_parquet(u.input("ingest/target") / "targets.parquet"))
-        info = {}
+        rows = pd.read_parquet(u.input("ingest/target") / "targets.parquet")
+        work = target_work(rows)
+        info, window_s, stride_s = {}, None, None
     else:
         items = pd.read_parquet(u.input(f"ingest/{u.part}") / "items.parquet")
         window_s = stride_s = None
@@ -722,6 +728,10 @@ def _extract(u: Unit) -> dict:
             stride_s = ecfg.stride_s or window_s
         work = source_work(items, window_s, stride_s)
         info = {"window_s": window_s, "stride_s": stride_s} if window_s else {}
+        rows = items
+    need = estimate_bytes(rows, ecfg, window_s, stride_s)  # before decoding: refuse what clearly does not fit
+    diskspace.expect(u.dir, need)
+    diskspace.require(u.dir, need - diskspace.used_bytes(u.dir), f"{u.name} (frames of {len(work)} items)")
     workers = min(u.runtime["extract.workers"], usable_cores())  # decode processes never exceed the cores
     cap = u.settings.get("max_video_pixels", DEFAULT_MAX_VIDEO_PIXELS)  # ingest.max_video_pixels
     return {**extract_items(work, u.dir, prefix, ecfg, workers=workers, progress=u.progress,

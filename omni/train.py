@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, WeightedRandomSampler, default_collate
 
+from . import diskspace
 from .atomic import torch_save_atomic
 from .cancel import Cancelled
 from .config import LEGACY_INPUT, ModelConfig
@@ -340,9 +341,19 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     warmup = max(1, int(total * mcfg.warmup_frac))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(mcfg.lr_schedule, total, warmup))
     ckpt_path = out_dir / "checkpoint.pth"
+    if ranks.main:  # model.pt and a checkpoint (weights and optimizer state): refuse what clearly does not fit
+        weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+        diskspace.expect(out_dir, 4 * weights)
+        have = ckpt_path.stat().st_size if ckpt_path.exists() else 0
+        diskspace.require(out_dir, 4 * weights - have, f"training {out_dir.name} (a {weights / 1e6:.0f} MB model)")
     state = _State(step=0, total=total, steps_per_epoch=steps_per_epoch, losses=[])
+    try:
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False) if ckpt_path.exists() else {}
+    except Exception as exc:  # a damaged checkpoint: start again rather than fail
+        log.warning("%s: checkpoint unreadable (%s: %s): starting from step 0", out_dir.name, type(exc).__name__,
+                    str(exc)[:80])
+        ck = {}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         if ck.get("key") == key:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import leak
 from .blobs import store_download, store_resized_jpeg
+from .diskspace import is_disk_full
 from .fetch import Fetcher
 from .media import (CHECKS_VERSION, DEFAULT_MAX_VIDEO_PIXELS, EXTENSIONS, IMAGE_TYPES, MediaError, check_image,
                     check_video, sniff_file)
@@ -90,6 +91,8 @@ def fetch_and_validate(fetcher: Fetcher, url: str, kind: str, blobs: Path, opts:
     except MediaError as exc:
         rec.update(status="failed", reason=str(exc))
     except Exception as exc:
+        if is_disk_full(exc):  # our disk, not the item: stop the run (nothing is journaled)
+            raise
         rec.update(status="failed", reason=f"validation error: {type(exc).__name__}: {str(exc)[:80]}")
     finally:
         if got.is_temp and os.path.exists(got.path):
