@@ -81,7 +81,6 @@ def test_a_disk_filling_up_mid_extract_stops_with_one_line_and_the_same_command_
 
 def test_the_extract_estimate_is_close_to_what_it_writes(reference):
     _, cfg = reference
-    keys = stages.Keys(cfg)
     for unit in stages.units(cfg, "extract"):
         import pandas as pd
 
@@ -94,7 +93,6 @@ def test_the_extract_estimate_is_close_to_what_it_writes(reference):
         done = stages.cache.read_done(stages.stage_dir(cfg, unit))
         est = estimate_bytes(rows, ecfg, done.get("window_s"), done.get("stride_s"))
         assert 0.5 * done["bytes"] <= est <= 1.5 * done["bytes"], (unit, est, done["bytes"])
-    assert keys  # (the keys were computable: nothing above wrote into the workdir)
 
 
 @pytest.fixture()
