@@ -32,14 +32,14 @@ UNITS = ("ingest/target", "extract/target", "train/baseline", "evaluate/baseline
 
 def baseline_top1(world: Path, workdir: Path, overrides: list[str]) -> dict:
     from learning_quality import _config, world_config
-    from omni import stages
+    from omni import pipeline
 
     cfg = _config(world_config(world, workdir, overrides))
-    keys = stages.Keys(cfg)
+    keys = pipeline.Keys(cfg)
     t0 = time.time()
     for unit in UNITS:
-        stages.run_unit(cfg, unit, keys)
-    return {"top1": stages.read_metrics(cfg, "baseline")["top1"], "wall_s": round(time.time() - t0, 1)}
+        pipeline.run_unit(cfg, unit, keys)
+    return {"top1": pipeline.read_metrics(cfg, "baseline")["top1"], "wall_s": round(time.time() - t0, 1)}
 
 
 def markdown(rows: list[dict], variants: list[str]) -> str:

@@ -2,7 +2,7 @@
 
 ``filter.refine_crossfit`` trains two students. On a CPU omni trains them at once, the second in a
 spawned child process, each process taking its fair share of the cores (``omni/cores.py``), instead
-of one after the other with every core each (``omni/stages.py``: ``_train_two_side_by_side``).
+of one after the other with every core each (``omni/pipeline/crossfit.py``: ``_train_two_side_by_side``).
 This measures both layouts in one run, interleaved round by round, with omni's own training
 (``omni.train.fit``: the default ``train.model``, its data path over a real frame store of random
 clips written as the extract stage writes them, a web-video source beside the target as in a

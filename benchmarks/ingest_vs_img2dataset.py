@@ -11,7 +11,7 @@ runs a list with 10% 404s, 10% refused connections and 10% non-images and checks
 omni row got its reason.
 
 omni's ingest writes one folder per unit: the source's rows are read from
-``<workdir>/ingest/<source>/items.parquet`` (``omni.stages.stage_dir``). Without img2dataset
+``<workdir>/ingest/<source>/items.parquet`` (``omni.pipeline.stage_dir``). Without img2dataset
 (not found at --img2dataset, nor on PATH) only omni is timed and the table says so.
 
     .venv-bench/bin/pip install img2dataset      # a separate venv: its pins differ from ours
@@ -138,7 +138,7 @@ def find_img2dataset(exe: str) -> str | None:
 def items_path(cfg: Path) -> Path:
     """Where omni's ingest writes the source's rows: its unit folder ``ingest/<source>``."""
     from omni.config import load_config
-    from omni.stages import stage_dir
+    from omni.pipeline import stage_dir
 
     return stage_dir(load_config(cfg), f"ingest/{SOURCE}") / "items.parquet"
 

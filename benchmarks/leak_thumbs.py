@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def leaks(world: Path, workdir: Path, count: int) -> dict:
     from learning_quality import _config, world_config
 
-    from omni import stages, validate
+    from omni import pipeline, validate
     from omni.demo.world import _relative_url
 
     validate.VAL_THUMBS = count
     cfg = _config(world_config(world, workdir, []))
-    for _ in stages.run_stage(cfg, "ingest", stages.Keys(cfg)):
+    for _ in pipeline.run_stage(cfg, "ingest", pipeline.Keys(cfg)):
         pass
-    items = pd.concat([pd.read_parquet(stages.stage_dir(cfg, f"ingest/{s.name}") / "items.parquet")
+    items = pd.concat([pd.read_parquet(pipeline.stage_dir(cfg, f"ingest/{s.name}") / "items.parquet")
                        for s in cfg.sources], ignore_index=True)
     status = dict(zip([_relative_url(u) for u in items["url"]], items["status"]))
     truth = pd.read_parquet(world / "ground_truth.parquet")

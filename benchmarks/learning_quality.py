@@ -91,23 +91,23 @@ def _config(data: dict):
 
 
 def run_omni(cfg_data: dict, log) -> dict:
-    from omni import stages
+    from omni import pipeline
 
     cfg = _config(cfg_data)
-    keys = stages.Keys(cfg)
+    keys = pipeline.Keys(cfg)
     times, out = {}, {}
-    for name in stages.STAGES:
+    for name in pipeline.STAGES:
         t = time.time()
-        for res in stages.run_stage(cfg, name, keys):
+        for res in pipeline.run_stage(cfg, name, keys):
             if name == "train":
                 out.setdefault("train_s", {})[res.stage.split("/")[-1]] = res.info.get("elapsed_s")
         times[name] = round(time.time() - t, 1)
         log(f"    {name} {times[name]}s")
     out["times"] = times
-    for run in stages.runs(cfg):
-        out[run] = stages.read_metrics(cfg, run)["top1"]
-    for kind in stages.teacher_kinds(cfg):
-        s = json.loads((stages.stage_dir(cfg, f"teacher/{kind}") / "summary.json").read_text())
+    for run in pipeline.runs(cfg):
+        out[run] = pipeline.read_metrics(cfg, run)["top1"]
+    for kind in pipeline.teacher_kinds(cfg):
+        s = json.loads((pipeline.stage_dir(cfg, f"teacher/{kind}") / "summary.json").read_text())
         out.setdefault("teacher", {})[kind] = {"top1": s.get("val", {}).get("top1"), "train_s": s.get("elapsed_s")}
     log(f"    train {out.get('train_s')}  teachers {out.get('teacher')}  baseline {out.get('baseline')}  "
         f"omnisource {out.get('omnisource')}")
@@ -138,8 +138,8 @@ def one(world_name: str, seed: int, args, log) -> dict:
     row.update(baseline=filt["baseline"], omnisource=filt["omnisource"], train_s=filt.get("train_s"),
                stage_s=filt["times"], teacher=filt.get("teacher"))
     cfg = _config(base)
-    from omni import stages
-    web = pd.read_parquet(stages.stage_dir(cfg, "manifest") / "web_items.parquet")
+    from omni import pipeline
+    web = pd.read_parquet(pipeline.stage_dir(cfg, "manifest") / "web_items.parquet")
     gt = ground_truth_report(world, web)
     for src, r in gt["sources"].items():
         row[f"{src}_precision"] = r["precision_kept"]
@@ -149,7 +149,7 @@ def one(world_name: str, seed: int, args, log) -> dict:
     row["leaks"] = f"{gt['leaks_found']}/{gt['leaks_planted']}"
     if "first_round" in filt:  # filter.refine: omnisource learned from the second round's selection
         row["refined"], row["omnisource"] = filt["omnisource"], filt["first_round"]
-        ref_web = pd.read_parquet(stages.stage_dir(cfg, "train/omnisource") / "web_items.parquet")
+        ref_web = pd.read_parquet(pipeline.stage_dir(cfg, "train/omnisource") / "web_items.parquet")
         for src, r in ground_truth_report(world, ref_web)["sources"].items():
             row[f"{src}_precision_refined"] = r["precision_kept"]
             row[f"{src}_recall_refined"] = r["recall_kept"]

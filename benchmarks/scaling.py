@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from omni.config import load_config  # noqa: E402
 from omni.demo.world import demo_config, generate_world, tiny_spec  # noqa: E402
-from omni.stages import stage_dir, units  # noqa: E402
+from omni.pipeline import stage_dir, units  # noqa: E402
 
 STAGES = ("ingest", "extract", "score")
 BASE = dict(images_per_class=40, videos_per_class=15, untrimmed_per_class=3)

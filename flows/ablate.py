@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact  #
 
 from flows.params import RunSettings, all_overrides  # noqa: E402
 from flows.stages import STAGE_FLOWS, ArtifactProgress, run_name  # noqa: E402
-from omni import stages  # noqa: E402
+from omni import pipeline  # noqa: E402
 from omni.config import load_config  # noqa: E402
 
 UPSTREAM = ("ingest", "extract", "teacher", "score", "filter", "manifest")
@@ -22,7 +22,7 @@ def ablation_task(config_path: str, overrides: list[str], seeds: int):
     from omni.ablate import run_ablation
 
     cfg = load_config(config_path, overrides)
-    return run_ablation(cfg, stages.Keys(cfg), seeds, progress_for=ArtifactProgress)
+    return run_ablation(cfg, pipeline.Keys(cfg), seeds, progress_for=ArtifactProgress)
 
 
 @flow(name="ablate", flow_run_name=run_name("ablate"), log_prints=True)
@@ -34,7 +34,7 @@ def ablate_flow(config_path: str, overrides: list[str] | None = None, seeds: int
 
     overrides = all_overrides(overrides, settings)
     cfg = load_config(config_path, overrides)
-    stages.check_config(cfg)
+    pipeline.check_config(cfg)
     for name in UPSTREAM:
         STAGE_FLOWS[name](config_path, overrides)
     table = ablation_task(config_path, overrides, seeds)

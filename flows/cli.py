@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from omni.stages import HELP as STAGE_HELP
+from omni.pipeline import HELP as STAGE_HELP
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omni", description="OmniSource: turn noisy web images and videos into "
@@ -66,11 +66,11 @@ def _setup_logging() -> None:
 
 def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_prefect: bool,
                 retry: list[str] | None = None):
-    from omni import stages
+    from omni import pipeline
     from omni.config import load_config
 
     cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
-    stages.check_config(cfg)
+    pipeline.check_config(cfg)
     from omni import ranks
 
     if ranks.launched_by_torchrun():  # every rank calls the stages itself; rank 0 records them
@@ -79,13 +79,13 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     if no_prefect:
         from omni.progress import TextProgress
 
-        names = [stage] if stage else list(stages.STAGES)
+        names = [stage] if stage else list(pipeline.STAGES)
         if retry is not None:  # before the keys: a repaired source has a new one
-            for counts in stages.retry_failed(cfg, retry):
+            for counts in pipeline.retry_failed(cfg, retry):
                 print(counts.line(), flush=True)
-        keys = stages.Keys(cfg)
+        keys = pipeline.Keys(cfg)
         for name in names:
-            for r in stages.run_stage(cfg, name, keys, progress_for=TextProgress):
+            for r in pipeline.run_stage(cfg, name, keys, progress_for=TextProgress):
                 print(f"{r.stage}: {'cache hit' if r.cached else 'done'}", flush=True)
         return
     if stage:
@@ -105,16 +105,16 @@ def _ablate(args) -> int:
     if args.seeds < 1:
         raise SystemExit("omni ablate: --seeds must be at least 1")
     cfg = load_config(args.config, args.overrides)
-    from omni import stages
+    from omni import pipeline
 
-    stages.check_config(cfg)
+    pipeline.check_config(cfg)
     if args.no_prefect:
         from omni.ablate import run_ablation
         from omni.progress import TextProgress
 
-        keys = stages.Keys(cfg)
+        keys = pipeline.Keys(cfg)
         for name in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
-            stages.run_stage(cfg, name, keys, progress_for=TextProgress)
+            pipeline.run_stage(cfg, name, keys, progress_for=TextProgress)
         run_ablation(cfg, keys, args.seeds, progress_for=TextProgress)
     else:
         from flows.ablate import ablate_flow
@@ -127,15 +127,15 @@ def _ablate(args) -> int:
 
 
 def _run_ranked(cfg, stage: str | None) -> None:
-    from omni import ranks, stages
+    from omni import pipeline, ranks
     from omni.progress import TextProgress
 
     me = ranks.init_from_env(cfg.train.device)
     logging.getLogger().setLevel(logging.INFO if me.main else logging.WARNING)
     try:
-        keys = stages.Keys(cfg)
-        for name in [stage] if stage else list(stages.STAGES):
-            for r in stages.run_stage(cfg, name, keys, progress_for=TextProgress if me.main else None):
+        keys = pipeline.Keys(cfg)
+        for name in [stage] if stage else list(pipeline.STAGES):
+            for r in pipeline.run_stage(cfg, name, keys, progress_for=TextProgress if me.main else None):
                 if me.main:
                     print(f"{r.stage}: {'cache hit' if r.cached else 'done'} ({me.world_size} ranks)", flush=True)
     finally:
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from omni.lists import ListError
     from omni.fanout import FanoutError
     from omni.launch import LaunchError
-    from omni.stages import StageError
+    from omni.pipeline import StageError
     from omni.diskspace import NoSpace
 
     try:
@@ -213,13 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "_unit":
-            from omni import ranks, stages
+            from omni import pipeline, ranks
             from omni.config import load_config
 
             cfg = load_config(args.config)
             ranks.init_from_env(cfg.train.device)
             try:
-                stages.run_body_on_ranks(cfg, args.unit)
+                pipeline.run_body_on_ranks(cfg, args.unit)
             finally:
                 ranks.leave()
             return 0

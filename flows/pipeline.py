@@ -12,7 +12,7 @@ from flows.params import RunSettings, all_overrides  # noqa: E402
 from flows.stages import STAGE_FLOWS, run_name  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.report import pipeline_report, report_markdown  # noqa: E402
-from omni.stages import check_config  # noqa: E402
+from omni.pipeline import check_config  # noqa: E402
 
 
 @flow(name="omnisource", flow_run_name=run_name("omnisource"), log_prints=True)

@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 
 from flows.params import RunSettings, all_overrides  # noqa: E402
-from omni import stages  # noqa: E402
+from omni import pipeline  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.progress import TextProgress  # noqa: E402
 
@@ -86,13 +86,13 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
     from omni.diskspace import NoSpace
 
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, (ConfigError, ListError, stages.StageError, NoSpace))
+    return not isinstance(exc, (ConfigError, ListError, pipeline.StageError, NoSpace))
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error, task_run_name="{unit}")
-def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> stages.StageResult:
+def run_unit_task(config_path: str, overrides: list[str] | None, unit: str) -> pipeline.StageResult:
     cfg = load_config(config_path, overrides or [])
-    res = stages.run_unit(cfg, unit, progress=ArtifactProgress(unit))
+    res = pipeline.run_unit(cfg, unit, progress=ArtifactProgress(unit))
     get_run_logger().info("%s: %s (%s)", unit, "cache hit" if res.cached else "done", res.key[:12])
     if res.cached:  # shown as "Cached" in the UI, not as a 1-second "Completed"
         return Completed(name="Cached", message=f"cache hit ({res.key[:12]})", data=res)
@@ -120,11 +120,11 @@ def publish_stage(cfg, stage: str) -> None:
 
 
 def _run_stage(stage: str, config_path: str, overrides: list[str] | None,
-               settings: RunSettings | None = None) -> list[stages.StageResult]:
+               settings: RunSettings | None = None) -> list[pipeline.StageResult]:
     overrides = all_overrides(overrides, settings)
     cfg = load_config(config_path, overrides)  # a bad config or override fails here, before any unit
-    tags = ["gpu"] if stage in stages.GPU_STAGES else []
-    results = [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in stages.units(cfg, stage)]
+    tags = ["gpu"] if stage in pipeline.GPU_STAGES else []
+    results = [run_unit_task.with_options(tags=tags)(config_path, overrides, unit) for unit in pipeline.units(cfg, stage)]
     results = [r.result() if isinstance(r, State) else r for r in results]  # a "Cached" state carries the result
     publish_stage(cfg, stage)
     return results
@@ -133,7 +133,7 @@ def _run_stage(stage: str, config_path: str, overrides: list[str] | None,
 @task(task_run_name="retry-failed")
 def retry_failed_task(config_path: str, overrides: list[str] | None, reasons: list[str] | None) -> list[dict]:
     """Fetch again only the rows that failed for a transient reason (omni/retry.py)."""
-    counts = stages.retry_failed(load_config(config_path, overrides or []), reasons)
+    counts = pipeline.retry_failed(load_config(config_path, overrides or []), reasons)
     for c in counts:
         print(c.line())
     return [c.as_dict() for c in counts]
@@ -194,4 +194,4 @@ def evaluate_flow(config_path: str, overrides: list[str] | None = None, settings
 
 STAGE_FLOWS = {"ingest": ingest_flow, "extract": extract_flow, "teacher": teacher_flow, "score": score_flow,
                "filter": filter_flow, "manifest": manifest_flow, "train": train_flow, "evaluate": evaluate_flow}
-assert tuple(STAGE_FLOWS) == stages.STAGES
+assert tuple(STAGE_FLOWS) == pipeline.STAGES

@@ -84,7 +84,7 @@ def _rows(cfg: Config, v: Variant) -> pd.DataFrame:
 
 
 def _unit_key(cfg: Config, keys, v: Variant, tcfg: TrainConfig) -> str:
-    from .stages import _AUX_ONLY_TRAIN, _SECOND_ROUND_ONLY_TRAIN, _section
+    from .pipeline.keys import _AUX_ONLY_TRAIN, _SECOND_ROUND_ONLY_TRAIN, _section
 
     train = _section(tcfg, _SECOND_ROUND_ONLY_TRAIN, prefix="train")  # (the first round's selection: no soft targets)
     if v.sources == ():  # target only: the web-data settings do not matter
@@ -101,7 +101,7 @@ def run_ablation(cfg: Config, keys, seeds: int = 1, progress_for: Callable[[str]
                  should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
     """Train and evaluate every variant x seed (cached); returns and writes the table."""
     from .evaluate import evaluate_model
-    from .stages import StageError, require, run_options, runtime_settings
+    from .pipeline import StageError, require, run_options, runtime_settings
     from .train import train_student
 
     require(cfg, keys, "manifest")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .config import Config
 from .filter import teacher_notes
-from .stages import read_metrics, runs, stage_dir, teacher_kinds
+from .pipeline import read_metrics, runs, stage_dir, teacher_kinds
 
 
 def pipeline_report(cfg: Config) -> dict:

@@ -6,7 +6,7 @@ heal; a 404, a wrong file type, a corrupt or too large file, a refused address w
 round re-fetches the transient failures of the current crawl list (optionally only some
 ``REASON_CLASSES``), appends their new records to the downloads journal (no other record, row
 or download is touched) and, when any record changed, appends the round to ``retried.json``
-beside the journal. That file is part of the ingest unit's cache key (``stages.Keys``): a round
+beside the journal. That file is part of the ingest unit's cache key (``omni.pipeline.Keys``): a round
 that changed nothing changes no key, one that repaired rows redoes that source's ingest unit
 (from the journal, fetching nothing more) and the units that read it, and no other.
 """

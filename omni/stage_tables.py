@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import cache
 from .config import Config
-from .stages import stage_dir, units
+from .pipeline import stage_dir, units
 
 
 def _done(cfg: Config, unit: str) -> dict:

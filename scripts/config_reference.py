@@ -37,8 +37,8 @@ REQUIRED = object()
 
 
 def _runtime_only() -> frozenset[str]:
-    """Dotted settings that are in no cache key (``omni.stages.RUNTIME_ONLY``)."""
-    from omni.stages import RUNTIME_ONLY
+    """Dotted settings that are in no cache key (``omni.pipeline.RUNTIME_ONLY``)."""
+    from omni.pipeline import RUNTIME_ONLY
     return frozenset(RUNTIME_ONLY)
 
 

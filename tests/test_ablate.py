@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from omni import stages
+from omni import pipeline
 from omni.ablate import run_ablation, variants
 from omni.config import load_config
 
@@ -15,8 +15,8 @@ from omni_testing import write_config
 def ablated(tmp_path_factory, tiny_world):
     cfg = load_config(write_config(tmp_path_factory.mktemp("ablate"), tiny_world))
     for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
-        stages.run_stage(cfg, stage)
-    return cfg, run_ablation(cfg, stages.Keys(cfg), seeds=2)
+        pipeline.run_stage(cfg, stage)
+    return cfg, run_ablation(cfg, pipeline.Keys(cfg), seeds=2)
 
 
 def test_every_variant_is_trained_per_seed_and_reported(ablated):
@@ -42,7 +42,7 @@ def test_a_second_ablation_recomputes_nothing(ablated):
     cfg, table = ablated
     markers = sorted((cfg.workdir / "ablation").glob("*/seed-*/_done.json"))
     before = {p: p.stat().st_mtime_ns for p in markers}
-    again = run_ablation(cfg, stages.Keys(cfg), seeds=2)
+    again = run_ablation(cfg, pipeline.Keys(cfg), seeds=2)
     assert {p: p.stat().st_mtime_ns for p in markers} == before
     pd.testing.assert_frame_equal(again, table)
 
@@ -69,7 +69,7 @@ def test_a_web_only_setting_keeps_the_target_only_unit_and_changes_the_others(ab
     from omni.ablate import _unit_key
 
     cfg, _ = ablated
-    keys = stages.Keys(cfg)
+    keys = pipeline.Keys(cfg)
     by_name = {v.name: v for v in variants(cfg)}
     changed = cfg.train.model_copy(update={"aux_drop": 0.3})
     for name, same in (("target-only", True), ("all", False)):

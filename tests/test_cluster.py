@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omni import stages
+from omni import pipeline
 from omni.config import load_config
 from omni.framestore import FrameStore
 
@@ -36,12 +36,12 @@ def two_runs(tmp_path_factory, tiny_world, cluster):
     many = load_config(write_config(tmp_path_factory.mktemp("many"), tiny_world,
                                     cluster={**small_shards, "scheduler_address": cluster}))
     for stage in ("ingest", "extract", "teacher", "score"):
-        stages.run_stage(one, stage)
+        pipeline.run_stage(one, stage)
     for stage in ("ingest", "extract"):
-        stages.run_stage(many, stage)
-    for kind in stages.teacher_kinds(one):
+        pipeline.run_stage(many, stage)
+    for kind in pipeline.teacher_kinds(one):
         shutil.copytree(one.workdir / "teacher" / kind, many.workdir / "teacher" / kind)
-    stages.run_stage(many, "score")
+    pipeline.run_stage(many, "score")
     return one, many
 
 
@@ -52,7 +52,7 @@ def _table(cfg, unit, name, drop=()):
 
 def test_the_cluster_ran_the_shards_and_keys_ignore_where_work_ran(two_runs):
     one, many = two_runs
-    assert stages.Keys(one)["score/web_videos"] == stages.Keys(many)["score/web_videos"]
+    assert pipeline.Keys(one)["score/web_videos"] == pipeline.Keys(many)["score/web_videos"]
     done = json.loads((many.workdir / "score" / "web_images" / "_done.json").read_text())
     assert done["shards"] >= 2 and done["shards_this_run"] == done["shards"]
 
@@ -95,7 +95,7 @@ def test_a_rerun_on_the_cluster_redoes_only_unfinished_shards(two_runs, cluster)
     lost = parts[1]
     lost.unlink()  # as if the worker scoring it died with the cluster
     (d / "_done.json").unlink()
-    r = stages.run_unit(many, "score/web_images")
+    r = pipeline.run_unit(many, "score/web_images")
     assert not r.cached and r.info["shards_this_run"] == 1
     after = {p.name: p.stat().st_mtime_ns for p in (d / "parts").glob("score-*.parquet")}
     assert set(after) == set(before)
@@ -106,9 +106,9 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, tiny_world):
     from omni.fanout import FanoutError
 
     cfg = load_config(write_config(tmp_path, tiny_world, cluster={"scheduler_address": "tcp://127.0.0.1:9"}))
-    stages.run_unit(cfg, "ingest/target")
+    pipeline.run_unit(cfg, "ingest/target")
     with pytest.raises(FanoutError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        stages.run_unit(cfg, "ingest/web_images")
+        pipeline.run_unit(cfg, "ingest/web_images")
 
 
 def test_parts_cut_with_another_shard_size_are_not_reused(two_runs):
@@ -119,7 +119,7 @@ def test_parts_cut_with_another_shard_size_are_not_reused(two_runs):
     before = pd.read_parquet(d / "scores.parquet")
     (d / "_done.json").unlink()
     recut = one.model_copy(update={"cluster": ClusterConfig(shard_items=3)})
-    r = stages.run_unit(recut, "score/web_videos")
+    r = pipeline.run_unit(recut, "score/web_videos")
     assert r.info["shards_this_run"] == r.info["shards"] > 2  # every shard scored again, none mixed in
     after = pd.read_parquet(d / "scores.parquet")
     assert after["sample_id"].tolist() == before["sample_id"].tolist()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omni import cache, stages
+from omni import cache, pipeline
 from omni.config import load_config
 
 from omni_testing import write_config
@@ -36,8 +36,8 @@ def _snapshot(workdir: Path) -> dict[str, bytes]:
 
 
 def _run(cfg) -> dict[str, bool]:
-    keys = stages.Keys(cfg)
-    return {r.stage: r.cached for s in STAGES for r in stages.run_stage(cfg, s, keys)}
+    keys = pipeline.Keys(cfg)
+    return {r.stage: r.cached for s in STAGES for r in pipeline.run_stage(cfg, s, keys)}
 
 
 @pytest.fixture(scope="module")

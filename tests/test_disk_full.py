@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omni import diskspace, stages
+from omni import cache, diskspace, pipeline
 from omni.config import load_config
 from omni.extract import estimate_bytes
 
@@ -29,7 +29,7 @@ def reference(tmp_path_factory, tiny_world):
     tmp = tmp_path_factory.mktemp("disk-ref")
     cfg = load_config(write_config(tmp, tiny_world, extract={"shard_items": 4, "workers": 1}))
     for stage in ("ingest", "extract"):
-        stages.run_stage(cfg, stage)
+        pipeline.run_stage(cfg, stage)
     return _snapshot(cfg.workdir), cfg
 
 
@@ -81,16 +81,16 @@ def test_a_disk_filling_up_mid_extract_stops_with_one_line_and_the_same_command_
 
 def test_the_extract_estimate_is_close_to_what_it_writes(reference):
     _, cfg = reference
-    for unit in stages.units(cfg, "extract"):
+    for unit in pipeline.units(cfg, "extract"):
         import pandas as pd
 
         from omni.config import ExtractConfig
 
         part = unit.split("/")[1]
-        ecfg = ExtractConfig(**stages.unit_settings(cfg, unit)["extract"])
-        rows = pd.read_parquet(stages.stage_dir(cfg, f"ingest/{part}") /
+        ecfg = ExtractConfig(**pipeline.unit_settings(cfg, unit)["extract"])
+        rows = pd.read_parquet(pipeline.stage_dir(cfg, f"ingest/{part}") /
                                ("targets.parquet" if part == "target" else "items.parquet"))
-        done = stages.cache.read_done(stages.stage_dir(cfg, unit))
+        done = cache.read_done(pipeline.stage_dir(cfg, unit))
         est = estimate_bytes(rows, ecfg, done.get("window_s"), done.get("stride_s"))
         assert 0.5 * done["bytes"] <= est <= 1.5 * done["bytes"], (unit, est, done["bytes"])
 

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omni import cache, stages
+from omni import cache, pipeline
 from omni.config import FilterConfig, config_from_dict
 from omni.filter import TEACHERS_KEY, teacher_note
 from omni.metrics import query_auc, teacher_health
+from omni.pipeline.filter import inspect_filter
 from omni.report import pipeline_report, report_markdown, report_table
 from omni.stage_tables import stage_table
 
@@ -69,7 +70,7 @@ def cfg(tmp_path):
 
 
 def _done(cfg, keys, unit, files: dict) -> None:
-    d = stages.stage_dir(cfg, unit)
+    d = pipeline.stage_dir(cfg, unit)
     d.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         if isinstance(content, pd.DataFrame):
@@ -80,10 +81,10 @@ def _done(cfg, keys, unit, files: dict) -> None:
 
 
 def test_a_weak_teacher_warns_in_the_filter_summary_the_log_and_the_report(cfg, caplog):
-    keys = stages.Keys(cfg)
+    keys = pipeline.Keys(cfg)
     before = keys["filter"]
-    assert "teacher/video" not in stages.upstream(cfg, "filter")  # read through score: same key
-    assert stages.Keys(cfg)["filter"] == before
+    assert "teacher/video" not in pipeline.upstream(cfg, "filter")  # read through score: same key
+    assert pipeline.Keys(cfg)["filter"] == before
     _done(cfg, keys, "teacher/video", {"summary.json": json.dumps(
         {"val": {"top1": 0.3, "top5": 0.9, "chance": 0.25, "query_auc": 0.55, "weak": True}})})
     _done(cfg, keys, "teacher/image", {"summary.json": json.dumps({"val": {"top1": 0.6}})})  # an older run
@@ -92,13 +93,13 @@ def test_a_weak_teacher_warns_in_the_filter_summary_the_log_and_the_report(cfg, 
                            ("w", int))})
     for src in ("img", "vid"):
         _done(cfg, keys, f"extract/{src}", {"samples.parquet": empty})
-    u = stages.Unit("filter", "", stages.unit_settings(cfg, "filter"), {}, stages.stage_dir(cfg, "filter"),
-                    cfg.workdir, keys, cfg)
+    u = pipeline.Unit("filter", "", pipeline.unit_settings(cfg, "filter"), {}, pipeline.stage_dir(cfg, "filter"),
+                      cfg.workdir, keys, cfg)
     u.dir.mkdir(parents=True, exist_ok=True)
     judged = pd.DataFrame({"sample_id": ["i1", "v1", "v2"], "source": ["img", "vid", "vid"], "label": [0, 1, 1],
                            "teacher_score": [0.9, 0.2, 0.7], "filter_status": ["kept", "filtered", "kept"]})
     with caplog.at_level(logging.WARNING, logger="omni"):
-        stages._inspect_filter(u, judged)
+        inspect_filter(u, judged)
     summary = json.loads((u.dir / "summary.json").read_text())
     assert summary["vid"]["b"] == {"scored": 2, "kept": 1}
     assert set(summary[TEACHERS_KEY]) == {"video"}  # the image teacher's summary predates the fields
@@ -106,7 +107,7 @@ def test_a_weak_teacher_warns_in_the_filter_summary_the_log_and_the_report(cfg, 
     assert video["weak"] and video["top1"] == 0.3 and video["query_auc"] == 0.55 and video["chance"] == 0.25
     assert "the video teacher is near chance (val top-1 30% for 4 classes, query AUC 0.55)" in video["warning"]
     assert video["warning"] in caplog.text
-    assert stages.Keys(cfg)["filter"] == before  # reporting only: the filter's key is unchanged
+    assert pipeline.Keys(cfg)["filter"] == before  # reporting only: the filter's key is unchanged
 
     rep = pipeline_report(cfg)
     text = report_table(rep)
@@ -116,7 +117,7 @@ def test_a_weak_teacher_warns_in_the_filter_summary_the_log_and_the_report(cfg, 
 
 
 def test_the_report_survives_a_filter_summary_without_or_with_a_broken_teachers_entry(cfg):
-    d = stages.stage_dir(cfg, "filter")
+    d = pipeline.stage_dir(cfg, "filter")
     d.mkdir(parents=True)
     for content in ({"img": {"a": {"scored": 1, "kept": 1}}}, {TEACHERS_KEY: "junk"},
                     {TEACHERS_KEY: {"video": {"top1": 0.2}}}, []):

@@ -57,7 +57,7 @@ def test_bad_config_is_a_clear_message_not_a_traceback(tmp_path):
 
 
 def test_the_library_never_imports_prefect():
-    code = "import sys, omni.stages, omni.ingest, omni.extract, omni.teacher, omni.score, omni.filter, " \
+    code = "import sys, omni.pipeline, omni.ingest, omni.extract, omni.teacher, omni.score, omni.filter, " \
            "omni.manifest, omni.train, omni.evaluate, omni.report; " \
            "print('prefect' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

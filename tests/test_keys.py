@@ -1,6 +1,6 @@
 """Every setting changes the key of exactly the units that read it, and of what follows them.
 
-The expectations below are written out by hand (the spec), not derived from omni.stages: a
+The expectations below are written out by hand (the spec), not derived from omni.pipeline: a
 setting a unit reads but does not hash would reuse stale results; a setting hashed by a unit
 that does not read it would redo work for nothing.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from omni import stages
+from omni import pipeline
 from omni.config import Config, config_from_dict
 
 SOURCES = {"img": "image", "vid": "video", "un": "untrimmed"}
@@ -129,8 +129,8 @@ def _cfg(data: dict) -> Config:
 
 
 def _keys(cfg: Config) -> dict[str, str]:
-    keys = stages.Keys(cfg)
-    return {u: keys[u] for u in stages.all_units(cfg)}
+    keys = pipeline.Keys(cfg)
+    return {u: keys[u] for u in pipeline.all_units(cfg)}
 
 
 def _candidates(value, annotation):
@@ -260,7 +260,7 @@ def test_editing_a_list_or_the_targets_changes_what_reads_them(base):
 def test_setting_window_s_cuts_untrimmed_windows_loose_from_the_targets(base):
     data = _set(base, "extract.window_s", 2.0)
     cfg = _cfg(data)
-    assert stages.upstream(cfg, "extract/un") == ["ingest/un"]
+    assert pipeline.upstream(cfg, "extract/un") == ["ingest/un"]
 
 
 def test_removing_a_source_keeps_every_other_units_key(base):
@@ -403,6 +403,6 @@ def test_the_video_pixel_cap_reaches_the_units_that_decode_video(base):
     """Extract decodes no video frame past ingest.max_video_pixels: the clip extract units read it
     (absent at its default, so the keys of runs before it stay valid); an image source's does not."""
     capped = _cfg(_set(base, "ingest.max_video_pixels", 1_000_000))
-    assert [stages.unit_settings(capped, u).get("max_video_pixels") for u in ALL_EXTRACT] == [
+    assert [pipeline.unit_settings(capped, u).get("max_video_pixels") for u in ALL_EXTRACT] == [
         1_000_000, None, 1_000_000, 1_000_000]  # target, img, vid, un
-    assert not any("max_video_pixels" in stages.unit_settings(_cfg(base), u) for u in ALL_EXTRACT)
+    assert not any("max_video_pixels" in pipeline.unit_settings(_cfg(base), u) for u in ALL_EXTRACT)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from omni import stages
+from omni import pipeline
 from omni.config import load_config
 from omni.demo.world import ground_truth_report
 
@@ -17,7 +17,7 @@ from omni_testing import write_config
 
 
 def _run_all(cfg):
-    return {r.stage: r for r in stages.run_pipeline(cfg)}
+    return {r.stage: r for r in pipeline.run_pipeline(cfg)}
 
 
 def _tree_hash(root):
@@ -77,7 +77,7 @@ def test_each_stage_reports_its_counts_and_draws_its_pictures(done_run):
     top1 = {r["unit"]: r["top-1"] for r in stage_table(cfg, "evaluate")}
     m = json.loads((cfg.workdir / "eval" / "omnisource" / "metrics.json").read_text())
     assert top1["evaluate/omnisource"] == f"{100 * m['top1']:.1f}%"
-    pictures = {title: p for stage in stages.STAGES for title, p in stage_pictures(cfg, stage)}
+    pictures = {title: p for stage in pipeline.STAGES for title, p in stage_pictures(cfg, stage)}
     assert {"train/baseline: training curve", "train/omnisource: training curve", "teacher/video: training curve",
             "evaluate/omnisource: confusion matrix", "filter: kept vs rejected, web_videos"} <= set(pictures)
     for p in pictures.values():
@@ -156,10 +156,10 @@ def test_the_baseline_reuses_the_video_teacher_when_it_is_the_same_training(done
     m = json.loads((cfg.workdir / "eval" / "baseline" / "metrics.json").read_text())
     assert m["num_samples"] == 12
     other = load_config(done_run[0], ["train.model.steps=7"])
-    assert not stages.run_unit(other, "train/baseline").cached
+    assert not pipeline.run_unit(other, "train/baseline").cached
     summary = json.loads((other.workdir / "train" / "baseline" / "summary.json").read_text())
     assert "same_as" not in summary and summary["steps"] == 7
-    assert stages.run_unit(cfg, "train/baseline").info["same_as"] == "teacher/video"  # put the module's run back
+    assert pipeline.run_unit(cfg, "train/baseline").info["same_as"] == "teacher/video"  # put the module's run back
 
 
 def _on_top(p, lab) -> bool:
@@ -179,7 +179,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     teacher's selection."""
     cfg = load_config(done_run[0])
     first = done_run[2]
-    assert stages.runs(cfg) == ["baseline", "first_round", "omnisource"]
+    assert pipeline.runs(cfg) == ["baseline", "first_round", "omnisource"]
     for u in ("train/first_round", "train/omnisource", "evaluate/first_round", "evaluate/omnisource"):
         assert not first[u].cached, u
     _run_all(cfg)  # (an earlier test may have left another list edit's rounds in this workdir)
@@ -301,7 +301,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert [names[i] for i in train.loc[judged["sample_id"], "label"]] == expect
 
     off = load_config(done_run[0], ["filter.refine=false"])
-    assert stages.runs(off) == ["baseline", "omnisource"]
+    assert pipeline.runs(off) == ["baseline", "omnisource"]
     redone = {u for u, r in _run_all(off).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     round1 = pd.read_parquet(off.workdir / "manifest" / "train.parquet")
@@ -353,10 +353,10 @@ def test_cross_fitted_students_with_half_the_steps_and_a_failing_child(done_run,
     fr = half.workdir / "train" / "first_round"
     shutil.rmtree(fr, ignore_errors=True)
     (fr / "fold1").mkdir(parents=True)
-    (fr / stages.STARTED).write_text(json.dumps({"key": stages.Keys(half)["train/first_round"]}))  # a run that stopped
+    (fr / pipeline.STARTED).write_text(json.dumps({"key": pipeline.Keys(half)["train/first_round"]}))  # a run that stopped
     (fr / "fold1" / "checkpoint.pth").unlink(missing_ok=True)
     (fr / "fold1" / "checkpoint.pth").mkdir()  # the child cannot read its checkpoint
-    with pytest.raises(stages.StageError, match="cross-fitted student of fold1 failed: IsADirectoryError"):
+    with pytest.raises(pipeline.StageError, match="cross-fitted student of fold1 failed: IsADirectoryError"):
         _run_all(half)
     (fr / "fold1" / "checkpoint.pth").rmdir()
     _run_all(half)
@@ -368,8 +368,8 @@ def test_cross_fitted_students_with_half_the_steps_and_a_failing_child(done_run,
 
 def test_a_stage_alone_without_its_inputs_says_what_to_run(tmp_path, tiny_world):
     cfg = load_config(write_config(tmp_path, tiny_world))
-    with pytest.raises(stages.StageError, match="run `omni ingest CONFIG`"):
-        stages.run_stage(cfg, "extract")
+    with pytest.raises(pipeline.StageError, match="run `omni ingest CONFIG`"):
+        pipeline.run_stage(cfg, "extract")
 
 
 def test_untrimmed_windows_default_to_the_median_target_duration(done_run):
@@ -413,7 +413,7 @@ def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students
     redone = {u for u, r in _run_all(cfg).items() if not r.cached}
     assert redone == {"train/omnisource", "evaluate/omnisource"}
     d = cfg.workdir / "train" / "omnisource"
-    soft = stages.soft_target_sources(cfg)
+    soft = pipeline.soft_target_sources(cfg)
     assert soft == [s.name for s in cfg.sources if s.kind in ("image", "untrimmed")] and soft
     rows = with_judge_probs(pd.read_parquet(d / "train.parquet"), d / "scores.parquet", soft)
     on = rows["source"].isin(soft).to_numpy()
@@ -475,7 +475,7 @@ def test_a_jpeg_frame_store_feeds_the_same_clips_at_a_fraction_of_the_bytes(done
     raw_cfg = done_run[1]
     cfg = load_config(write_config(tmp_path, tiny_world, extract={"frame_codec": "jpeg", "jpeg_quality": 90}))
     for stage in ("ingest", "extract"):
-        stages.run_stage(cfg, stage)
+        pipeline.run_stage(cfg, stage)
     for unit in ("extract/target", "extract/web_videos", "extract/web_images"):
         raw, jpg = (json.loads((c.workdir / unit / "_done.json").read_text()) for c in (raw_cfg, cfg))
         assert jpg["samples"] == raw["samples"] and jpg["bytes"] < 0.5 * raw["bytes"], unit

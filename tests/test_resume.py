@@ -111,13 +111,13 @@ def test_kill_during_ingest_then_rerun_matches_an_uninterrupted_run(tmp_path, ti
 @pytest.fixture(scope="module")
 def ready_to_train(tmp_path_factory, tiny_world):
     """A config whose stages up to the manifest are done (in this process: fast)."""
-    from omni import stages
+    from omni import pipeline
 
     tmp = tmp_path_factory.mktemp("train-resume")
     cfg_path = write_config(tmp, tiny_world, train={"baseline": False, "amp": False})
     cfg = load_config(cfg_path)
     for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
-        stages.run_stage(cfg, stage)
+        pipeline.run_stage(cfg, stage)
     return cfg_path, cfg.workdir / "train" / "omnisource"
 
 

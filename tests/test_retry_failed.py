@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from omni import stages
+from omni import pipeline
 from omni.config import load_config
 from omni.retry import parse_classes, reason_class
 
@@ -125,16 +125,16 @@ def test_retry_failed_fetches_only_transient_failures_and_a_plain_run_picks_them
     cfg_path = _config(tmp_path, tiny_world, flaky_server, "run")
     cfg = load_config(cfg_path)
     for stage in ("ingest", "extract"):
-        stages.run_stage(cfg, stage)
+        pipeline.run_stage(cfg, stage)
     before = _items(cfg).set_index("url")
     assert (before["status"] == "failed").sum() == 7  # 2x503 (one listed twice) + reset + always503 + 404 + text
-    key_before = stages.Keys(cfg)["ingest/web"]
+    key_before = pipeline.Keys(cfg)["ingest/web"]
     journal_before = _journal(cfg).read_bytes()
     samples_before = pd.read_parquet(cfg.workdir / "extract" / "web" / "samples.parquet")
 
     # only the 5xx class: the 503s heal (and always503 does not); the reset row is left alone
     Flaky.asked.clear()
-    counts = stages.retry_failed(cfg, ["5xx"])
+    counts = pipeline.retry_failed(cfg, ["5xx"])
     assert [(c.rows_retried, c.urls_retried, c.rows_now_ok, c.rows_still_failing) for c in counts] == [(4, 3, 3, 1)]
     assert {p.split("/")[1] for p in Flaky.asked} == {"503", "always503"}  # nothing else was asked for again
     assert _journal(cfg).read_bytes().startswith(journal_before)  # earlier records kept byte for byte
@@ -155,26 +155,26 @@ def test_retry_failed_fetches_only_transient_failures_and_a_plain_run_picks_them
     assert after.loc[untouched, "status"].value_counts().to_dict() == {"ok": 2, "failed": 3, "duplicate": 1}
 
     # the repaired source has a new key; a plain run extracts the repaired rows; the target work is kept
-    keys = stages.Keys(cfg)
+    keys = pipeline.Keys(cfg)
     assert keys["ingest/web"] != key_before
-    results = {r.stage: r.cached for r in stages.run_stage(cfg, "extract", keys)}
+    results = {r.stage: r.cached for r in pipeline.run_stage(cfg, "extract", keys)}
     assert results == {"extract/target": True, "extract/web": False}
     samples = pd.read_parquet(cfg.workdir / "extract" / "web" / "samples.parquet")
     assert (samples["extract_status"] == "ok").sum() == (samples_before["extract_status"] == "ok").sum() + 3
 
     # a round that changes nothing (always503 fails again the same way) changes no key
     Flaky.asked.clear()
-    counts = stages.retry_failed(cfg, None)
+    counts = pipeline.retry_failed(cfg, None)
     assert [(c.rows_retried, c.rows_now_ok, c.changed) for c in counts] == [(1, 0, 0)]
-    assert stages.Keys(cfg)["ingest/web"] == keys["ingest/web"]
-    assert all(r.cached for r in stages.run_stage(cfg, "ingest"))
+    assert pipeline.Keys(cfg)["ingest/web"] == keys["ingest/web"]
+    assert all(r.cached for r in pipeline.run_stage(cfg, "ingest"))
 
     # the same as a run whose server never failed: rows, frames and stored bytes
     Flaky.healthy = True
     ref_path = _config(tmp_path, tiny_world, flaky_server, "ref")
     ref = load_config(ref_path)
     for stage in ("ingest", "extract"):
-        stages.run_stage(ref, stage)
+        pipeline.run_stage(ref, stage)
     cols = ["item_id", "url", "status", "reason", "sha256", "nbytes", "file_type", "width", "height"]
     got, want = _items(cfg), _items(ref)
     pd.testing.assert_frame_equal(got[cols], want[cols])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, WeightedRandomSampler
 
-from omni import stages
+from omni import cache, pipeline
 from omni.config import load_config
 from omni.data import resampling_weights
 from omni.ranks import Ranks
@@ -64,7 +64,7 @@ def ready(tmp_path_factory, tiny_world):
                             teacher={"video": {"steps": 5, "width": 8, "input_size": 32, "batch_size": 8}})
     cfg = load_config(cfg_path)
     for stage in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
-        stages.run_stage(cfg, stage)
+        pipeline.run_stage(cfg, stage)
     return cfg_path, cfg
 
 
@@ -92,7 +92,7 @@ def _kill_all(proc):
 
 def test_torchrun_trains_both_students_with_results_of_the_same_form(ready, tmp_path):
     cfg_path, cfg = ready
-    stages.run_stage(cfg, "train")  # one process, for comparison
+    pipeline.run_stage(cfg, "train")  # one process, for comparison
     # the first-round student is kept: the second round's selection is then the same, whereas a
     # first round retrained by two ranks (another order of gradient sums, bf16 on some CPUs) may
     # flip a borderline web sample (the resume test below trains it under torchrun)
@@ -111,8 +111,8 @@ def test_torchrun_trains_both_students_with_results_of_the_same_form(ready, tmp_
         assert set(one) == set(two) and one["world_size"] == 1 and two["world_size"] == 2
         assert two["steps"] == one["steps"] and two["clips_seen"] == one["clips_seen"]  # the same samples in all
         assert two["aux_units"] == one["aux_units"]
-        assert stages.cache.is_done(ddp.workdir / "train" / run, stages.Keys(ddp)[f"train/{run}"])
-    r = stages.run_stage(ddp, "evaluate")  # the model rank 0 wrote is a normal model
+        assert cache.is_done(ddp.workdir / "train" / run, pipeline.Keys(ddp)[f"train/{run}"])
+    r = pipeline.run_stage(ddp, "evaluate")  # the model rank 0 wrote is a normal model
     assert all(not x.cached for x in r)
     m = json.loads((ddp.workdir / "eval" / "omnisource" / "metrics.json").read_text())
     assert m["num_samples"] == 12
@@ -175,11 +175,11 @@ def test_the_pipelines_train_stage_starts_torchrun_itself(ready, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(cfg_path.read_text().replace(str(cfg.workdir), str(tmp_path / "work")))
     ranked = load_config(path, ["train.nproc_per_node=2"])
-    results = stages.run_stage(ranked, "train")
+    results = pipeline.run_stage(ranked, "train")
     assert [r.stage for r in results] == ["train/baseline", "train/first_round", "train/omnisource"]
     for r in results:
         summary = json.loads((ranked.workdir / r.stage / "summary.json").read_text())
         assert summary["world_size"] == 2 and r.info["world_size"] == 2
         assert (ranked.workdir / r.stage / "model.pt").exists()
-    assert all(r.cached for r in stages.run_stage(ranked, "train"))
-    assert stages.Keys(ranked)["train/omnisource"] == stages.Keys(load_config(path))["train/omnisource"]
+    assert all(r.cached for r in pipeline.run_stage(ranked, "train"))
+    assert pipeline.Keys(ranked)["train/omnisource"] == pipeline.Keys(load_config(path))["train/omnisource"]

@@ -412,7 +412,7 @@ def test_the_extract_stage_decodes_no_frame_past_ingest_max_video_pixels(tmp_pat
     import pandas as pd
     import yaml
 
-    from omni import stages
+    from omni import pipeline
     from omni.config import load_config
     from omni.demo.world import write_video as write_clip
 
@@ -429,7 +429,7 @@ def test_the_extract_stage_decodes_no_frame_past_ingest_max_video_pixels(tmp_pat
                "ingest": {"max_video_pixels": cap} if cap else {}}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
         for stage in ("ingest", "extract"):
-            stages.run_stage(load_config(tmp_path / "c.yaml"), stage)
+            pipeline.run_stage(load_config(tmp_path / "c.yaml"), stage)
         targets = pd.read_parquet(tmp_path / f"work{cap}" / "ingest" / "target" / "targets.parquet")
         assert targets["status"].tolist() == ["ok", "ok", "ok"], targets["reason"].tolist()
         samples = pd.read_parquet(tmp_path / f"work{cap}" / "extract" / "target" / "samples.parquet")

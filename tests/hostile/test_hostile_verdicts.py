@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from omni import stages
+from omni import pipeline
 from omni.config import load_config
 
 
@@ -31,7 +31,7 @@ def _run_ingest(tmp_path: Path, classes: list[str], rows: list[tuple[str, str]])
            "sources": [{"name": "imgs", "kind": "image", "list": "crawl/images.csv"}],
            "ingest": {"leak_check": False}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    res = stages.run_stage(load_config(tmp_path / "c.yaml"), "ingest")
+    res = pipeline.run_stage(load_config(tmp_path / "c.yaml"), "ingest")
     items = pd.read_parquet(tmp_path / "work" / "ingest" / "imgs" / "items.parquet")
     return res, items.set_index("url")
 
@@ -75,7 +75,7 @@ def test_a_refusal_by_older_media_checks_is_judged_again(tmp_path):
                "sources": [{"name": "vids", "kind": "video", "list": "crawl/videos.csv"}],
                "ingest": {"leak_check": False}}
         (w / "c.yaml").write_text(yaml.safe_dump(cfg))
-        stages.run_stage(load_config(w / "c.yaml"), "ingest")
+        pipeline.run_stage(load_config(w / "c.yaml"), "ingest")
         return pd.read_parquet(w / "work" / "ingest" / "vids" / "items.parquet").set_index("url")
 
     film = str(w / "crawl" / "film.mkv")
@@ -122,7 +122,7 @@ def test_a_web_image_grabbed_between_sampled_frames_of_a_val_clip_is_a_leak_also
                "target": {"train": "t/train.csv", "val": "t/val.csv"},
                "sources": [{"name": "imgs", "kind": "image", "list": "crawl/images.csv"}]}
         (w / "c.yaml").write_text(yaml.safe_dump(cfg))
-        stages.run_stage(load_config(w / "c.yaml"), "ingest")
+        pipeline.run_stage(load_config(w / "c.yaml"), "ingest")
         return pd.read_parquet(w / "work" / "ingest" / "imgs" / "items.parquet").set_index("url")
 
     grab = str(w / "crawl" / "grab.jpg")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from omni import stages
+from omni import pipeline
 from omni.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +44,11 @@ def test_a_folder_inside_omnis_workdir_without_its_marker_is_never_deleted(tmp_p
     cfg = config_from_dict({"workdir": str(work), "classes": ["a"],
                             "target": {"train": str(tmp_path / "t.csv"), "val": str(tmp_path / "t.csv")}},
                            base=tmp_path)
-    stages.claim_workdir(cfg)  # omni's own workdir, then a user drops files into a stage folder
+    pipeline.claim_workdir(cfg)  # omni's own workdir, then a user drops files into a stage folder
     (work / "ingest" / "target").mkdir(parents=True)
     (work / "ingest" / "target" / "notes.txt").write_text("mine")
-    with pytest.raises(stages.StageError, match="was not made by omni"):
-        stages.run_unit(cfg, "ingest/target")
+    with pytest.raises(pipeline.StageError, match="was not made by omni"):
+        pipeline.run_unit(cfg, "ingest/target")
     assert (work / "ingest" / "target" / "notes.txt").read_text() == "mine"
 
 
@@ -86,8 +86,8 @@ def test_two_runs_never_work_in_one_workdir_at_once(tmp_path):
     cfg = config_from_dict({"workdir": str(work), "classes": ["a"],
                             "target": {"train": str(tmp_path / "t.csv"), "val": str(tmp_path / "t.csv")}},
                            base=tmp_path)
-    stages.claim_workdir(cfg)
-    with stages.workdir_lock(cfg):  # another run holds the workdir
-        with pytest.raises(stages.StageError, match="in use by another omni run"):
-            stages.run_unit(cfg, "ingest/target")
-    assert stages.run_unit(cfg, "ingest/target").stage == "ingest/target"  # free again
+    pipeline.claim_workdir(cfg)
+    with pipeline.workdir_lock(cfg):  # another run holds the workdir
+        with pytest.raises(pipeline.StageError, match="in use by another omni run"):
+            pipeline.run_unit(cfg, "ingest/target")
+    assert pipeline.run_unit(cfg, "ingest/target").stage == "ingest/target"  # free again
