@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -97,7 +97,10 @@ class ModelConfig(_Strict):
 
     arch: str = "c3d_patch"
     width: int = Field(24, ge=4)
-    input_size: int = Field(64, ge=8)
+    input_size: int = Field(64, ge=8, description="side of the square input in pixels; ``weights`` (in the "
+                            "YAML): the size the named pretrained weights were trained at (timm's "
+                            "pretrained_cfg input_size, a torchvision weights' crop_size), resolved when the "
+                            "config is read")
     num_frames: int = Field(8, ge=1)
     frame_sampling: Literal["consecutive", "segments"] = Field(
         "consecutive", description="consecutive: num_frames neighbouring stored frames (at extract.fps), from a "
@@ -106,9 +109,10 @@ class ModelConfig(_Strict):
     resize: Literal["squash", "crop"] = Field(
         "squash", description="squash: the whole frame resized to input_size x input_size (nothing cut off); "
         "crop: a square crop (random scale and aspect in training, the centre at evaluation) resized")
-    normalize: Literal["clip", "dataset"] = Field(
+    normalize: Literal["clip", "dataset", "weights"] = Field(
         "clip", description="clip: each clip standardised per channel by its own mean and standard deviation "
-        "(+0.05); dataset: fixed mean 0.45 / std 0.225")
+        "(+0.05); dataset: fixed mean 0.45 / std 0.225; weights: the per-channel mean and std the named "
+        "pretrained weights were trained with (timm's pretrained_cfg, a torchvision weights' transforms)")
     epochs: int = Field(30, ge=1, description="passes over the target set, when steps is not set")
     steps: int | None = Field(1000, ge=1, description="optimisation steps in all (overrides epochs)")
     batch_size: int = Field(16, ge=1)
@@ -118,7 +122,38 @@ class ModelConfig(_Strict):
     warmup_frac: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.05, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    pretrained: Path | None = None
+    pretrained: str | None = Field(None, description="start from these weights, never downloaded: "
+                                   "``timm:<model>.<tag>`` (from the Hugging Face cache; arch tsn_<model>), "
+                                   "``torchvision:<Weights>.<MEMBER>`` (from $TORCH_HOME/hub/checkpoints; arch the "
+                                   "weights' model) or a local file (state dict, timm / torchvision / MMAction2 "
+                                   "checkpoint, omni model.pt); the classifier is new for the classes "
+                                   "(docs/pretrained.md)")
+    backbone_lr_mult: float = Field(1.0, gt=0, le=1, description="the learning rate of every parameter but the "
+                                    "classifier's, as a share of lr (fine-tuning pretrained weights: e.g. 0.1, "
+                                    "the new classifier learning at lr)")
+    freeze_bn: bool = Field(False, description="keep the BatchNorm layers' running statistics as loaded (eval "
+                            "mode) while training; their scale and shift still learn. For pretrained "
+                            "weights fine-tuned on small batches")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_of_the_weights(cls, data: Any) -> Any:
+        """``input_size: weights`` becomes the named weights' input size."""
+        if isinstance(data, dict) and data.get("input_size") == "weights":
+            from .pretrained import PretrainedError, weights_input
+
+            try:
+                return {**data, "input_size": weights_input(str(data.get("pretrained"))).size}
+            except PretrainedError as exc:
+                raise ValueError(f"input_size: weights: {exc}") from None
+        return data
+
+    @model_validator(mode="after")
+    def _named_weights_for_weights_input(self) -> "ModelConfig":
+        if self.normalize == "weights" and not str(self.pretrained or "").startswith(("timm:", "torchvision:")):
+            raise ValueError("normalize: weights needs pretrained to name timm: or torchvision: weights "
+                             f"(a local file carries no normalisation; pretrained is {self.pretrained})")
+        return self
 
 
 # what a model saved before ModelConfig had these fields read its input with
@@ -463,6 +498,6 @@ def config_from_dict(data: dict[str, Any], base: Path, origin: str = "config",
         cfg.ingest.local_roots = [_resolve(p, base, "ingest.local_roots") for p in cfg.ingest.local_roots]
     for name, model in (("teacher.image", cfg.teacher.image), ("teacher.video", cfg.teacher.video),
                         ("train.model", cfg.train.model)):
-        if model.pretrained is not None:
-            model.pretrained = _resolve(model.pretrained, base, f"{name}.pretrained")
+        if model.pretrained is not None and not model.pretrained.startswith(("timm:", "torchvision:")):
+            model.pretrained = str(_resolve(Path(model.pretrained), base, f"{name}.pretrained"))
     return cfg

@@ -63,10 +63,17 @@ class InputPolicy:
     resize: str = "crop"
     normalize: str = "dataset"
     augment: AugmentConfig | None = None
+    mean: tuple[float, float, float] | None = None  # normalize "weights": the pretrained weights' own
+    std: tuple[float, float, float] | None = None
 
     @classmethod
     def of(cls, m, augment: AugmentConfig | None = None) -> "InputPolicy":
-        return cls(m.frame_sampling, m.resize, m.normalize, augment)
+        if m.normalize != "weights":
+            return cls(m.frame_sampling, m.resize, m.normalize, augment)
+        from .pretrained import weights_input
+
+        w = weights_input(m.pretrained)
+        return cls(m.frame_sampling, m.resize, m.normalize, augment, w.mean, w.std)
 
     def indices(self, t: int, n: int, train: bool, rng: np.random.Generator, offset: float = 0.5) -> np.ndarray:
         pick = consecutive_indices if self.frame_sampling == "consecutive" else temporal_indices
@@ -95,12 +102,15 @@ def _crop_to_unit(crop: np.ndarray, size: int) -> torch.Tensor:
 
 
 def finish_input(x: torch.Tensor, policy: InputPolicy, train: bool, rng: np.random.Generator) -> torch.Tensor:
-    """float[3, T, S, S] in [0, 1] -> the model's input: normalised (per clip or with the dataset's
-    fixed statistics), then in training augmented by ``policy.augment`` (a shift of the whole clip
-    with replicate padding, per-channel gain, a brightness offset, Gaussian noise; mirroring is
-    drawn by the dataset, which also swaps labels)."""
+    """float[3, T, S, S] in [0, 1] -> the model's input: normalised (per clip, with the dataset's
+    fixed statistics, or with the pretrained weights' per-channel mean and std), then in training
+    augmented by ``policy.augment`` (a shift of the whole clip with replicate padding, per-channel
+    gain, a brightness offset, Gaussian noise; mirroring is drawn by the dataset, which also swaps
+    labels)."""
     if policy.normalize == "clip":
         x = _standardise(x)
+    elif policy.normalize == "weights":
+        x = x.sub_(torch.tensor(policy.mean).view(3, 1, 1, 1)).div_(torch.tensor(policy.std).view(3, 1, 1, 1))
     else:
         x = x.sub_(MEAN).mul_(1 / STD)
     aug = policy.augment

@@ -8,8 +8,8 @@ Every model takes ``float[B, 3, T, H, W]`` and returns class logits.
   model sees time from its first block on (at 16x16 positions of a 64 px input): classes told
   apart by direction, rotation sense or growth need that (issue 33).
 - ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: torchvision's video ResNets, for GPU workers.
-``pretrained`` loads a local state dict (never downloaded); the classifier is re-initialised
-when its shape differs.
+``pretrained`` loads named timm / torchvision weights from their caches or a local file, never
+downloading (omni/pretrained.py); the classifier is new for the user's classes.
 """
 from __future__ import annotations
 
@@ -101,7 +101,16 @@ def arch_problem(arch: str) -> str:
     return f"unknown arch {arch!r}: use {', '.join(VIDEO_ARCHS)} or tsn_<timm model>"
 
 
-def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path | None = None) -> nn.Module:
+def build_model(arch: str, num_classes: int, width: int = 32, pretrained: str | Path | None = None) -> nn.Module:
+    """The network ``arch`` for ``num_classes`` classes, with ``pretrained`` weights when given: a
+    ``timm:`` or ``torchvision:`` name (read from the library's cache) or a local file."""
+    from . import pretrained as weights
+
+    named = weights.is_named(pretrained)
+    if named:
+        want = weights.expected_arch(str(pretrained))
+        if want != arch:
+            raise ValueError(f"pretrained {pretrained} are weights of {want}, not of arch {arch}")
     if arch == "c3d_patch":
         model = C3DPatch(num_classes, width)
     elif arch == "c3d_small":
@@ -110,10 +119,14 @@ def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path |
         import torchvision.models.video as tvv
 
         model = getattr(tvv, arch)(weights=None, num_classes=num_classes)
+        if named:
+            weights.load_torchvision(model, str(pretrained).partition(":")[2])
     elif arch.startswith("tsn_"):
         import timm
 
         name = arch[4:]
+        if named:
+            return TSN(weights.build_timm(str(pretrained).partition(":")[2], num_classes))
         try:
             backbone = timm.create_model(name, pretrained=False, num_classes=num_classes)
         except RuntimeError as exc:
@@ -121,25 +134,17 @@ def build_model(arch: str, num_classes: int, width: int = 32, pretrained: Path |
         model = TSN(backbone)
     else:
         raise ValueError(f"unknown arch {arch!r}: use {', '.join(VIDEO_ARCHS)} or tsn_<timm model>")
-    if pretrained is not None:
-        load_pretrained(model, Path(pretrained))
+    if pretrained is not None and not named:
+        weights.load_file(model, Path(pretrained), arch)
     return model
 
 
-def load_pretrained(model: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, truncated, or pickled code weights_only refuses
-        raise ValueError(f"pretrained weights {path}: cannot load: {type(exc).__name__}: {str(exc)[:120]}") from None
-    state = state.get("model", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise ValueError(f"pretrained weights {path}: not a state dict")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(usable, strict=False)
-    log.info("loaded %d/%d tensors from %s", len(usable), len(own), path)
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BatchNorm layer's running statistics as they are (eval mode) while the rest of
+    ``model`` trains; their scale and shift still learn. Call after ``model.train()``."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def memory_format(arch: str) -> torch.memory_format:

@@ -28,7 +28,8 @@ from .atomic import torch_save_atomic
 from .cancel import Cancelled
 from .config import LEGACY_INPUT, ModelConfig
 from .data import ClipDataset, resampling_weights
-from .models import build_model, memory_format
+from .models import build_model, freeze_batchnorm, memory_format
+from .pretrained import classifier_name, is_named
 from .precision import use_autocast
 from .ranks import Ranks, current
 
@@ -179,12 +180,23 @@ def lr_schedule(name: str, total: int, warmup: int) -> Callable[[int], float]:
 
 
 def build_optimizer(model: torch.nn.Module, mcfg: ModelConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW; no weight decay on norms and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": mcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """SGD with Nesterov momentum or AdamW; no weight decay on norms and biases. With
+    ``backbone_lr_mult`` below 1, every parameter but the classifier's (the model's last linear
+    layer) learns at that share of ``lr``: the classifier's groups come first, the backbone's after."""
+    def split(params) -> list[dict]:
+        decay, no_decay = [], []
+        for p in params:
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        return [{"params": decay, "weight_decay": mcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    if mcfg.backbone_lr_mult == 1.0:
+        groups = split(model.parameters())
+    else:
+        head = classifier_name(model) + "."
+        named = list(model.named_parameters())
+        groups = split(p for n, p in named if n.startswith(head)) + [
+            {**g, "lr": mcfg.lr * mcfg.backbone_lr_mult} for g in split(p for n, p in named if not n.startswith(head))]
     if mcfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=mcfg.lr)
     return torch.optim.SGD(groups, lr=mcfg.lr, momentum=0.9, nesterov=True)
@@ -276,9 +288,13 @@ class _State:
 
 def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, state: _State, joint: JointOptions,
                     smoothing: float, use_amp: bool, dev: torch.device, on_step: Callable[[], None],
-                    ranks: Ranks = Ranks(), fmt: torch.memory_format = torch.contiguous_format) -> None:
-    """One pass over the target loader (or up to the step budget); batches in ``fmt``."""
+                    ranks: Ranks = Ranks(), fmt: torch.memory_format = torch.contiguous_format,
+                    freeze_bn: bool = False) -> None:
+    """One pass over the target loader (or up to the step budget); batches in ``fmt``; with
+    ``freeze_bn`` the BatchNorm layers keep their running statistics."""
     model.train()
+    if freeze_bn:
+        freeze_batchnorm(model)
     for xb, yb in tloader:
         if state.step >= state.total:
             return
@@ -404,7 +420,7 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
         while state.step < total:
             target.epoch = tsampler.epoch = epoch
             train_one_epoch(net, tloader, aux_iters, opt, sched, state, joint, mcfg.label_smoothing, use_amp,
-                            dev, on_step, ranks, fmt)
+                            dev, on_step, ranks, fmt, freeze_bn=mcfg.freeze_bn)
             epoch += 1
     except BaseException:  # a stop request or a crash: keep what was learned so far
         if state.step > resumed_from:
@@ -453,7 +469,9 @@ def train_student(rows, t, class_names: list[str], root: Path, out_dir: Path, ke
 def load_model(path: Path, device: str = "auto") -> tuple[torch.nn.Module, ModelConfig, list[str]]:
     """A trained model (eval mode, on ``device``), its config and its class names."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    mcfg = ModelConfig(**{**LEGACY_INPUT, **ck["config"], "pretrained": None})  # (older models: their input)
+    named = ck["config"].get("pretrained") if is_named(ck["config"].get("pretrained")) else None
+    # (older models: their input; named weights only for the input they were trained with: never loaded here)
+    mcfg = ModelConfig(**{**LEGACY_INPUT, **ck["config"], "pretrained": named})
     model = build_model(mcfg.arch, ck["num_classes"], mcfg.width)
     model.load_state_dict(ck["model"])
     names = ck.get("class_names") or [str(i) for i in range(ck["num_classes"])]

@@ -10,11 +10,12 @@ from .layout import teacher_kinds
 
 def check_config(cfg: Config) -> None:
     """Problems a config has before any stage runs (raises ConfigError, or ListError for a list
-    that cannot be read at all): class names, workdir, each model's arch and pretrained file,
-    and every target and crawl list (a bad row of a crawl list is not an error: ingest records
-    its reason)."""
+    that cannot be read at all): class names, workdir, each model's arch and pretrained weights
+    (a file, or a name in its library's cache), and every target and crawl list (a bad row of a
+    crawl list is not an error: ingest records its reason)."""
     from ..lists import read_target_list
     from ..models import arch_problem
+    from ..pretrained import problem as pretrained_problem
 
     names = cfg.class_names()
     if Path(cfg.workdir).exists() and not Path(cfg.workdir).is_dir():
@@ -24,8 +25,10 @@ def check_config(cfg: Config) -> None:
         problem = arch_problem(m.arch)
         if problem:
             raise ConfigError(f"{where}.arch: {problem}")
-        if m.pretrained is not None and not Path(m.pretrained).is_file():
-            raise ConfigError(f"{where}.pretrained: no such file: {m.pretrained}")
+        if m.pretrained is not None:  # a file, or a name in its library's cache (never downloaded)
+            problem = pretrained_problem(m.pretrained, m.arch)
+            if problem:
+                raise ConfigError(f"{where}.pretrained: {problem}")
     seen: set[str] = set()
     for pair in cfg.train.augment.flip_label_map:
         unknown = [c for c in pair if c not in names]

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from .. import cache
-from ..config import Config, SourceConfig
+from ..config import Config, ModelConfig, SourceConfig
 from .layout import FETCH_VERSION, VERSIONS, StageError, source_config, stage_dir, upstream
 
 # Settings that change how fast or where work runs, never what it computes: passed to the
@@ -35,9 +35,22 @@ _AUX_ONLY_TRAIN = ("aux_batch_size", "aux_loss_weight", "resample_power", "cap_p
 _SECOND_ROUND_ONLY_TRAIN = frozenset({"soft_target_weight", "soft_target_kinds"})
 
 
+# model settings added after runs were cached, with the value that leaves training as it was:
+# absent from keys at that value (the keys of runs before them stay valid)
+_MODEL_OFF = {"backbone_lr_mult": 1.0, "freeze_bn": False}
+
+
+def model_settings(m: ModelConfig) -> dict:
+    """A model's settings as its units hash them (``_MODEL_OFF`` settings left out when off)."""
+    return {k: v for k, v in m.model_dump(mode="json").items() if not (k in _MODEL_OFF and v == _MODEL_OFF[k])}
+
+
 def _section(model, exclude: set | frozenset = frozenset(), prefix: str = "") -> dict:
     skip = {k.split(".", 1)[1] for k in RUNTIME_ONLY if k.startswith(prefix + ".")} if prefix else set()
-    return model.model_dump(mode="json", exclude=set(exclude) | skip)
+    out = model.model_dump(mode="json", exclude=set(exclude) | skip)
+    if isinstance(getattr(model, "model", None), ModelConfig) and "model" in out:
+        out["model"] = model_settings(model.model)
+    return out
 
 
 def _video_pixel_cap(cfg: Config) -> dict:
@@ -74,7 +87,7 @@ def unit_settings(cfg: Config, unit: str) -> dict:
             ex = {k: v for k, v in ex.items() if k not in _UNTRIMMED_ONLY_EXTRACT}
         return {"extract": {**ex, "short_side": cfg.frame_short_side()}, **_video_pixel_cap(cfg)}
     if stage == "teacher":
-        return {"classes": names, "model": getattr(cfg.teacher, part).model_dump(mode="json"),
+        return {"classes": names, "model": model_settings(getattr(cfg.teacher, part)),
                 "augment": cfg.train.augment.model_dump(mode="json"), "seed": cfg.train.seed, "amp": cfg.train.amp}
     if stage == "score":
         return {"amp": cfg.train.amp}
@@ -204,6 +217,11 @@ def _source_files_fingerprint(cfg: Config, src: SourceConfig) -> str:
 def user_files(cfg: Config, unit: str) -> dict:
     """Fingerprints of the user's files a unit reads (content hashes)."""
     stage, _, part = unit.partition("/")
+    if stage in ("teacher", "train"):  # a local pretrained file by content (a name names its weights)
+        m = getattr(cfg.teacher, part) if stage == "teacher" else cfg.train.model
+        if m.pretrained is None or m.pretrained.startswith(("timm:", "torchvision:")):
+            return {}
+        return {"pretrained": cache.fingerprint_path(m.pretrained)}
     if stage != "ingest":
         return {}
     if part == "target":
