@@ -174,6 +174,16 @@ def test_an_mmaction2_tsn_resnet_checkpoint_maps_onto_the_timm_resnet(tmp_path):
     assert model.backbone.fc.weight.shape == (6, 512)
 
 
+def test_torchvision_imagenet_resnet_weights_map_onto_the_timm_resnet_by_name(tmp_path):
+    import torchvision
+
+    torch.manual_seed(5)
+    src = torchvision.models.resnet18().state_dict()
+    torch.save(src, tmp_path / "resnet18-f37072fd.pth")
+    model = build_model("tsn_resnet18", 3, pretrained=tmp_path / "resnet18-f37072fd.pth")
+    _same_but_head(model.state_dict(), src, "fc", prefix="backbone.")
+
+
 def test_a_3d_checkpoint_whose_layout_does_not_map_is_an_error_saying_how_much_did(tmp_path):
     # MMAction2's ResNet3d names (conv1.conv, layer1.0.conv1.conv, ...) and shapes (1x3x3 in-block
     # kernels) are not torchvision's r3d_18 (stem.0, layer1.0.conv1.0, 3x3x3): nothing maps
