@@ -125,7 +125,8 @@ def _config(tmp_path, model: dict, extra: dict | None = None) -> Path:
      r"train\.model\.pretrained: torchvision:R2Plus1D_18_Weights\.KINETICS400_V1: not in the torch hub cache "
      r"\(looked for \S*/torch/hub/checkpoints/r2plus1d_18-91a641e6\.pth"),
     ({"arch": "tsn_resnet18", "pretrained": f"timm:{TIMM_TAG}"},
-     r"timm:test_resnet\.r160_in1k are weights of tsn_test_resnet, not of arch tsn_resnet18: set arch: tsn_test_resnet"),
+     r"timm:test_resnet\.r160_in1k are weights of tsn_test_resnet, not of arch tsn_resnet18: "
+     r"set arch: tsn_test_resnet"),
     ({"arch": "r3d_18", "pretrained": f"torchvision:{TV_NAME}"}, r"are weights of r2plus1d_18, not of arch r3d_18"),
     ({"arch": "tsn_resnet50", "pretrained": "timm:resnet50.no_such_tag"}, r"not a timm pretrained model tag"),
     ({"arch": "r2plus1d_18", "pretrained": "torchvision:R2Plus1D_18_Weights.NOPE"}, r"not a torchvision weights name"),
