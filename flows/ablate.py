@@ -14,7 +14,7 @@ from flows.stages import STAGE_FLOWS, ArtifactProgress, run_name  # noqa: E402
 from omni import pipeline  # noqa: E402
 from omni.config import load_config  # noqa: E402
 
-UPSTREAM = ("ingest", "extract", "teacher", "score", "filter", "manifest")
+UPSTREAM = pipeline.STAGES_BEFORE_TRAINING
 
 
 @task(tags=["gpu"], task_run_name="ablation x {seeds} seeds")

@@ -79,14 +79,11 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
     if no_prefect:
         from omni.progress import TextProgress
 
-        names = [stage] if stage else list(pipeline.STAGES)
         if retry is not None:  # before the keys: a repaired source has a new one
             for counts in pipeline.retry_failed(cfg, retry):
                 print(counts.line(), flush=True)
-        keys = pipeline.Keys(cfg)
-        for name in names:
-            for r in pipeline.run_stage(cfg, name, keys, progress_for=TextProgress):
-                print(f"{r.stage}: {'cache hit' if r.cached else 'done'}", flush=True)
+        for r in pipeline.iter_pipeline(cfg, [stage] if stage else None, progress_for=TextProgress):
+            print(f"{r.stage}: {'cache hit' if r.cached else 'done'}", flush=True)
         return
     if stage:
         from flows.stages import STAGE_FLOWS
@@ -113,8 +110,8 @@ def _ablate(args) -> int:
         from omni.progress import TextProgress
 
         keys = pipeline.Keys(cfg)
-        for name in ("ingest", "extract", "teacher", "score", "filter", "manifest"):
-            pipeline.run_stage(cfg, name, keys, progress_for=TextProgress)
+        for _ in pipeline.iter_pipeline(cfg, pipeline.STAGES_BEFORE_TRAINING, keys, progress_for=TextProgress):
+            pass
         run_ablation(cfg, keys, args.seeds, progress_for=TextProgress)
     else:
         from flows.ablate import ablate_flow
@@ -133,11 +130,10 @@ def _run_ranked(cfg, stage: str | None) -> None:
     me = ranks.init_from_env(cfg.train.device)
     logging.getLogger().setLevel(logging.INFO if me.main else logging.WARNING)
     try:
-        keys = pipeline.Keys(cfg)
-        for name in [stage] if stage else list(pipeline.STAGES):
-            for r in pipeline.run_stage(cfg, name, keys, progress_for=TextProgress if me.main else None):
-                if me.main:
-                    print(f"{r.stage}: {'cache hit' if r.cached else 'done'} ({me.world_size} ranks)", flush=True)
+        for r in pipeline.iter_pipeline(cfg, [stage] if stage else None,
+                                        progress_for=TextProgress if me.main else None):
+            if me.main:
+                print(f"{r.stage}: {'cache hit' if r.cached else 'done'} ({me.world_size} ranks)", flush=True)
     finally:
         ranks.leave()
 

@@ -17,17 +17,19 @@ The library's work (fetching, decoding, training, the filter's rules) lives in t
 """
 from .checks import check_config
 from .keys import RUNTIME_ONLY, Keys, runtime_settings, soft_target_sources, unit_settings
-from .layout import (FETCH_VERSION, GPU_STAGES, HELP, RANKED_STAGES, RUNS, STAGES, STARTED, VERSIONS, WORKDIR_MARKER,
-                     StageError, StageResult, all_units, downloads_dir, read_metrics, runs, stage_dir, teacher_kinds,
-                     units, upstream)
+from .layout import (FETCH_VERSION, GPU_STAGES, HELP, RANKED_STAGES, RUNS, STAGES, STAGES_BEFORE_TRAINING, STARTED,
+                     VERSIONS, WORKDIR_MARKER, StageError, StageResult, all_units, downloads_dir, read_metrics, runs,
+                     stage_dir, teacher_kinds, units, upstream)
 from .retry import retry_failed
-from .runner import claim_workdir, run_body_on_ranks, run_pipeline, run_stage, run_unit, summarise, workdir_lock
+from .runner import (claim_workdir, iter_pipeline, run_body_on_ranks, run_pipeline, run_stage, run_unit, summarise,
+                     workdir_lock)
 from .unit import Unit, require, run_options
 
 __all__ = [
-    "FETCH_VERSION", "GPU_STAGES", "HELP", "RANKED_STAGES", "RUNS", "RUNTIME_ONLY", "STAGES", "STARTED", "VERSIONS",
-    "WORKDIR_MARKER", "Keys", "StageError", "StageResult", "Unit", "all_units", "check_config", "claim_workdir",
-    "downloads_dir", "read_metrics", "require", "retry_failed", "run_body_on_ranks", "run_options", "run_pipeline", "run_stage",
-    "run_unit", "runs", "runtime_settings", "soft_target_sources", "stage_dir", "summarise", "teacher_kinds",
-    "unit_settings", "units", "upstream", "workdir_lock",
+    "FETCH_VERSION", "GPU_STAGES", "HELP", "RANKED_STAGES", "RUNS", "RUNTIME_ONLY", "STAGES",
+    "STAGES_BEFORE_TRAINING", "STARTED", "VERSIONS", "WORKDIR_MARKER", "Keys", "StageError", "StageResult", "Unit",
+    "all_units", "check_config", "claim_workdir", "downloads_dir", "iter_pipeline", "read_metrics", "require",
+    "retry_failed", "run_body_on_ranks", "run_options", "run_pipeline", "run_stage", "run_unit", "runs",
+    "runtime_settings", "soft_target_sources", "stage_dir", "summarise", "teacher_kinds", "unit_settings", "units",
+    "upstream", "workdir_lock",
 ]

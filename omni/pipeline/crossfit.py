@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..atomic import write_json_atomic
 from .layout import StageError
-from .unit import Unit, curve_png, run_options
+from .unit import Unit, curve_png, no_target_clips, run_options
 
 
 def train_crossfit(u: Unit) -> dict:
@@ -23,7 +23,7 @@ def train_crossfit(u: Unit) -> dict:
 
     rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:
-        raise StageError("no usable target training clips: every target train item failed ingest or extract")
+        raise no_target_clips("train")
     web = rows["source"] != "target"
     fold = crossfit_fold(rows["item_id"])
     tcfg = TrainConfig(**u.settings["train"])

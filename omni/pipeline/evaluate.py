@@ -4,8 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..atomic import write_json_atomic
-from .layout import StageError
-from .unit import Unit, take_core_share, target_samples
+from .unit import Unit, no_target_clips, take_core_share, target_samples
 
 log = logging.getLogger("omni")
 
@@ -17,7 +16,7 @@ def body(u: Unit) -> dict:
     val = target_samples(u)
     val = val[val["split"] == "val"]
     if val.empty:
-        raise StageError("no usable target val clips to evaluate on")
+        raise no_target_clips("val")
     metrics = evaluate_model(u.input(f"train/{u.part}") / "model.pt", val, u.workdir,
                              num_clips=u.settings["evaluate"]["num_clips"], amp=u.settings["amp"],
                              device=u.runtime["train.device"], batch_size=u.runtime["evaluate.batch_size"],

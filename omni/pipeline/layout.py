@@ -32,6 +32,7 @@ from pathlib import Path
 from ..config import Config, SourceConfig
 
 STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train", "evaluate")
+STAGES_BEFORE_TRAINING = STAGES[:STAGES.index("train")]  # what `omni ablate` reads
 VERSIONS = {"ingest": 5, "extract": 3, "teacher": 5, "score": 2, "filter": 2, "manifest": 2, "train": 5,
             "evaluate": 3}
 # (teacher, train 4: full target batches, omni/train.py FullBatches; 5: the noise augmentation's

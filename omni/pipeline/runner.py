@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from .. import cache, diskspace
 from ..atomic import write_json_atomic
@@ -210,15 +210,25 @@ def run_stage(cfg: Config, stage: str, keys: Keys | None = None,
               progress_for: Callable[[str], Progress | None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> list[StageResult]:
     """Run every unit of a stage, in order."""
-    keys = keys or Keys(cfg)
-    return [run_unit(cfg, u, keys, progress_for(u) if progress_for else None, should_stop)
-            for u in units(cfg, stage)]
+    return list(iter_pipeline(cfg, [stage], keys, progress_for, should_stop))
 
 
 def run_pipeline(cfg: Config, progress_for: Callable[[str], Progress | None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> list[StageResult]:
-    keys = Keys(cfg)  # computed once for the whole run
-    return [r for stage in STAGES for r in run_stage(cfg, stage, keys, progress_for, should_stop)]
+    """Run every stage in order (done units are cache hits)."""
+    return list(iter_pipeline(cfg, None, None, progress_for, should_stop))
+
+
+def iter_pipeline(cfg: Config, stages: Iterable[str] | None = None, keys: Keys | None = None,
+                  progress_for: Callable[[str], Progress | None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> Iterator[StageResult]:
+    """The one pipeline loop (the CLI without Prefect, torchrun ranks, ``omni ablate``, the tests):
+    every unit of ``stages`` (default: all, in order), each result as its unit ends. The keys are
+    computed once for the whole run."""
+    keys = keys or Keys(cfg)
+    for stage in STAGES if stages is None else stages:
+        for u in units(cfg, stage):
+            yield run_unit(cfg, u, keys, progress_for(u) if progress_for else None, should_stop)
 
 
 def summarise(info: dict) -> str:

@@ -1,8 +1,7 @@
 """The teacher stage: train the image and the video teacher on the target clips (omni/teacher.py)."""
 from __future__ import annotations
 
-from .layout import StageError
-from .unit import Unit, curve_png, run_options, take_core_share, target_samples
+from .unit import Unit, curve_png, no_target_clips, run_options, take_core_share, target_samples
 
 
 def body(u: Unit) -> dict:
@@ -13,8 +12,7 @@ def body(u: Unit) -> dict:
     s = u.settings
     samples = target_samples(u)
     if not (samples["split"] == "train").any():
-        raise StageError("no usable target training clips: every target train item failed ingest or extract "
-                         "(their reasons: ingest/target/targets.parquet, extract/target/samples.parquet)")
+        raise no_target_clips("train")
     res = train_teacher(ModelConfig(**s["model"]), samples, u.workdir, s["classes"], u.dir,
                         u.keys[u.name], seed=s["seed"], amp=s["amp"], augment=AugmentConfig(**s["augment"]),
                         run=run_options(u.runtime), progress=u.progress, should_stop=u.should_stop)

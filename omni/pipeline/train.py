@@ -13,9 +13,9 @@ from .. import cache
 from ..atomic import write_json_atomic
 from .crossfit import train_crossfit
 from .keys import unit_settings
-from .layout import StageError, stage_dir, teacher_kinds
+from .layout import stage_dir, teacher_kinds
 from .second_round import select_again
-from .unit import Unit, curve_png, run_options, take_core_share, target_samples
+from .unit import Unit, curve_png, no_target_clips, run_options, take_core_share, target_samples
 
 log = logging.getLogger("omni")
 
@@ -69,7 +69,7 @@ def body(u: Unit) -> dict:
     else:
         rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:
-        raise StageError("no usable target training clips: every target train item failed ingest or extract")
+        raise no_target_clips("train")
     res = train_student(rows, TrainConfig(**u.settings["train"]), u.settings["classes"], u.workdir, u.dir,
                         u.keys[u.name], run=run_options(u.runtime), progress=u.progress, should_stop=u.should_stop)
     if u.settings.get("refine"):

@@ -55,8 +55,16 @@ class Unit:
 
 
 def target_samples(u: Unit) -> pd.DataFrame:
+    """The target clips that survived ingest and extract."""
     s = pd.read_parquet(u.input("extract/target") / "samples.parquet")
     return s[s["extract_status"] == "ok"]
+
+
+def no_target_clips(split: str) -> StageError:
+    """The one error of a stage that finds no usable target clip of ``split``."""
+    what = "training" if split == "train" else split
+    return StageError(f"no usable target {what} clips: every target {split} item failed ingest or extract "
+                      "(their reasons: ingest/target/targets.parquet, extract/target/samples.parquet)")
 
 
 def run_options(runtime: dict):
