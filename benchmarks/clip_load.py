@@ -1,10 +1,10 @@
 """What loading one training clip costs: omni's data path with its noise bank against fresh draws.
 
-The training data path (``omni.data.ClipDataset``: read the frames from the frame store, squash to
+The training data path (``omni.learning.data.ClipDataset``: read the frames from the frame store, squash to
 the model's input, standardise per clip, then the default ``train.augment``: shift, gain,
 brightness, Gaussian noise) runs on the training process's own thread, between steps, so its cost
 adds to every step. The Gaussian noise is a slice of a bank of normals drawn once per process
-(``omni.data.noise_slice``); the reference draws ``numel`` fresh normals per clip with a seeded
+(``omni.learning.data.noise_slice``); the reference draws ``numel`` fresh normals per clip with a seeded
 torch generator (omni's data path before). Interleaved round by round, one thread, in one process,
 on a frame store of random clips and stills written as the extract stage writes them (stills
 become warped pseudo-clips, as web images do).
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    from omni import data
+    from omni.learning import data
     from omni.config import TrainConfig, needed_short_side
     from train_speed import build_store, device_name
 

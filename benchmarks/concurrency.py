@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from omni.config import ConfigError, load_config  # noqa: E402
-from omni.cores import usable_cores  # noqa: E402
+from omni.runtime.cores import usable_cores  # noqa: E402
 
 
 def _cmd(cfg: Path, workdir: Path, steps: int, threads: int | None, command: str = "run") -> list[str]:

@@ -1,10 +1,10 @@
 """Two cross-fitted first-round students: one after the other, or side by side in two processes?
 
 ``filter.refine_crossfit`` trains two students. On a CPU omni trains them at once, the second in a
-spawned child process, each process taking its fair share of the cores (``omni/cores.py``), instead
+spawned child process, each process taking its fair share of the cores (``omni/runtime/cores.py``), instead
 of one after the other with every core each (``omni/pipeline/crossfit.py``: ``_train_two_side_by_side``).
 This measures both layouts in one run, interleaved round by round, with omni's own training
-(``omni.train.fit``: the default ``train.model``, its data path over a real frame store of random
+(``omni.learning.train.fit``: the default ``train.model``, its data path over a real frame store of random
 clips written as the extract stage writes them, a web-video source beside the target as in a
 joint step), and reports the wall time of the pair and the ratio:
 
@@ -38,8 +38,8 @@ def student(store: Path, steps: int, threads: int, smoke: bool, seed: int) -> fl
     import torch
 
     from omni.config import TrainConfig
-    from omni.data import ClipDataset
-    from omni.train import JointOptions, RunOptions, fit
+    from omni.learning.data import ClipDataset
+    from omni.learning.train import JointOptions, RunOptions, fit
 
     torch.set_num_threads(threads)
     t = TrainConfig()
@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     a = ap.parse_args(argv)
     from omni.config import TrainConfig, needed_short_side
-    from omni.cores import usable_cores
-    from omni.precision import use_autocast
+    from omni.runtime.cores import usable_cores
+    from omni.learning.autocast import use_autocast
 
     import torch
     from train_speed import build_store, device_name

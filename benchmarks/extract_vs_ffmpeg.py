@@ -91,8 +91,8 @@ def omni_cpu(path: Path, out: Path, short_side: int, fps: float | None, window_s
     import pandas as pd
 
     from omni.config import ExtractConfig
-    from omni.extract import _extract_chunk
-    from omni.media import check_video, sniff_file
+    from omni.video.extract import _extract_chunk
+    from omni.video.media import check_video, sniff_file
 
     info = check_video(path, sniff_file(path))
     kind = "untrimmed" if window_s else "video"
@@ -120,9 +120,9 @@ def loader_vs_training(out: Path, clips: int = 256, passes: int = 3, steps: int 
     import torch
 
     from omni.config import ExtractConfig, ModelConfig, TrainConfig, needed_short_side
-    from omni.data import ClipDataset, InputPolicy
-    from omni.framestore import ShardWriter
-    from omni.models import build_model, memory_format
+    from omni.learning.data import ClipDataset, InputPolicy
+    from omni.video.framestore import ShardWriter
+    from omni.learning.models import build_model, memory_format
 
     m, ecfg = ModelConfig(), ExtractConfig()  # the student omni trains by default (the demo's too)
     side = needed_short_side([m]) if ecfg.short_side == "auto" else ecfg.short_side

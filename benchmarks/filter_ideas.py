@@ -106,10 +106,10 @@ def load_run(work: Path, world: Path) -> pd.DataFrame:
 
 
 def views(work: Path, d: pd.DataFrame, teacher: str, n: int) -> np.ndarray:
-    from omni.models import is_2d
-    from omni.predict import predict_views
-    from omni.teacher import teacher_dataset
-    from omni.train import load_model
+    from omni.learning.models import is_2d
+    from omni.learning.predict import predict_views
+    from omni.learning.teacher import teacher_dataset
+    from omni.learning.train import load_model
 
     samples = pd.concat([pd.read_parquet(work / "extract" / s / "samples.parquet") for s in SOURCES])
     rows = samples.set_index("sample_id").loc[d["sample_id"]].reset_index()

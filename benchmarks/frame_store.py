@@ -26,8 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from omni.config import ExtractConfig, ModelConfig, TeacherConfig, TrainConfig, needed_short_side  # noqa: E402
-from omni.data import ClipDataset, InputPolicy  # noqa: E402
-from omni.framestore import FrameStore, ShardWriter  # noqa: E402
+from omni.learning.data import ClipDataset, InputPolicy  # noqa: E402
+from omni.video.framestore import FrameStore, ShardWriter  # noqa: E402
 
 CODECS = (("raw", None), ("jpeg", 95), ("jpeg", 90), ("jpeg", 75))
 STUDENT = ModelConfig()  # the model omni trains by default
@@ -55,8 +55,8 @@ def synthetic_samples(n: int, short_side: int, seed: int = 0) -> list[np.ndarray
     (JPEG sizes like those of footage, not of pure noise)."""
     from PIL import Image
 
-    from omni.decode import Window
-    from omni.extract import frames_per_window
+    from omni.video.decode import Window
+    from omni.video.extract import frames_per_window
 
     rng = np.random.default_rng(seed)
     t = frames_per_window([Window(0.0, 2.0)], ExtractConfig())
@@ -71,9 +71,9 @@ def synthetic_samples(n: int, short_side: int, seed: int = 0) -> list[np.ndarray
 
 
 def realdata_samples(folder: Path, short_side: int) -> list[np.ndarray]:
-    from omni.decode import Window, decode_windows
-    from omni.extract import frames_per_window
-    from omni.media import check_video, sniff_file
+    from omni.video.decode import Window, decode_windows
+    from omni.video.extract import frames_per_window
+    from omni.video.media import check_video, sniff_file
 
     out = []
     for p in sorted(folder.iterdir()):
@@ -108,7 +108,7 @@ def loader_rate(ds: ClipDataset, n: int) -> float:
 
 def train_rate(m: ModelConfig, steps: int = 5) -> float:
     """Clips/s of one training step of a model (omni's default student), for scale."""
-    from omni.models import build_model, memory_format
+    from omni.learning.models import build_model, memory_format
 
     fmt = memory_format(m.arch)
     batch = m.batch_size

@@ -1,7 +1,7 @@
 """Leak detection against the target val set: how many thumbnails per val clip.
 
 A web item is a leak when each of its frame thumbnails has a near twin among a val clip's
-thumbnails (``omni.leak``). Val clips are summarised by ``omni.validate.VAL_THUMBS`` thumbnails
+thumbnails (``omni.fetching.leak``). Val clips are summarised by ``omni.fetching.validate.VAL_THUMBS`` thumbnails
 spread over their duration; a web image grabbed from a frame between two of them can be missed.
 This runs only the ingest stage of zoo worlds (each world's generator plants re-encoded, resized,
 cropped copies of val clips, as web videos and as single-frame web images) once per thumbnail
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def leaks(world: Path, workdir: Path, count: int) -> dict:
     from learning_quality import _config, world_config
 
-    from omni import pipeline, validate
+    from omni import pipeline
+    from omni.fetching import validate
     from omni.demo.world import _relative_url
 
     validate.VAL_THUMBS = count

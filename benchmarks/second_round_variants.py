@@ -3,8 +3,8 @@
 For each finished learning-quality run given as ``CACHE:WORLD-sSEED`` (a
 ``benchmarks/learning_quality.py --cache`` folder and a run name whose workdir still holds
 ``train/first_round``), this scores every usable web sample with the first-round student (once,
-under ``CACHE/second_round_variants/<run>/scores/``; models beside it), selects with ``omni.filter.second_round`` under each variant, trains
-the student exactly as the train stage does (``omni.train.train_student``, the run's seed, one
+under ``CACHE/second_round_variants/<run>/scores/``; models beside it), selects with ``omni.selection.filter.second_round`` under each variant, trains
+the student exactly as the train stage does (``omni.learning.train.train_student``, the run's seed, one
 thread, fp32) and evaluates it on the target val clips. A run is deterministic: the ``top1`` variant
 reproduces the zoo's two-round figure to the digit. Writes ``--out/runs.jsonl`` (one line per run and
 variant, appended; a rerun skips finished ones) with top-1 and, per source, what was kept and how
@@ -23,7 +23,7 @@ Variants (``--variants``, comma-separated):
   until that night);
 - ``video_top1_rel06_soft05``: the 0.6 bar's selection, each web sample learning from 0.5 x its
   label + 0.5 x the first-round student's probabilities (``train.soft_target_weight``, read by
-  ``omni.manifest.with_judge_probs`` as the train stage does); ``_soft05_iw``: the same for images and untrimmed windows only
+  ``omni.selection.manifest.with_judge_probs`` as the train stage does); ``_soft05_iw``: the same for images and untrimmed windows only
   (web videos, held to the top-1 rule, keep their plain label), omni's default since 2026-11-27, night;
   ``_soft025_iw``: the same with a weight of 0.25;
 - ``unfiltered``: every usable web sample under its query's class (the zoo's unfiltered run, for
@@ -69,7 +69,7 @@ KINDS = {"web_images": "image", "web_videos": "video", "untrimmed": "untrimmed"}
 
 
 def score_once(wd: Path, web: pd.DataFrame, out: Path) -> pd.DataFrame:
-    from omni.score import assemble_scores, score_samples
+    from omni.learning.score import assemble_scores, score_samples
 
     if not (out / "scores.parquet").exists():
         info = score_samples(web, wd, wd / "train" / "first_round", "student", out, amp=False, device="cpu")
@@ -82,10 +82,10 @@ def one(cache: Path, run: str, variants: list[str], out: Path, done: set, log) -
 
     from omni.config import FilterConfig, TrainConfig
     from omni.demo.world import true_classes
-    from omni.evaluate import evaluate_model
-    from omni.filter import second_round
-    from omni.manifest import TRAIN_COLUMNS, with_judge_probs
-    from omni.train import RunOptions, train_student
+    from omni.learning.evaluate import evaluate_model
+    from omni.selection.filter import second_round
+    from omni.selection.manifest import TRAIN_COLUMNS, with_judge_probs
+    from omni.learning.train import RunOptions, train_student
 
     wd, world = cache / "work" / run, cache / "worlds" / run
     seed = int(run.rsplit("-s", 1)[1])

@@ -31,9 +31,9 @@ def _keep_share(p_query: np.ndarray, labels: np.ndarray, share: float) -> np.nda
 def rules_for(world: Path, work: Path, sources=("web_videos", "untrimmed")) -> list[dict]:
     """One row per (source, rule): precision, recall and kept count against the ground truth."""
     from omni.demo.world import true_classes
-    from omni.predict import predict
-    from omni.teacher import teacher_dataset
-    from omni.train import load_model
+    from omni.learning.predict import predict
+    from omni.learning.teacher import teacher_dataset
+    from omni.learning.train import load_model
 
     names = (world / "classes.txt").read_text().split()
     web = pd.read_parquet(work / "manifest" / "web_items.parquet")

@@ -6,15 +6,15 @@ at 112 px; ``tsn_<timm model>``, ``c3d_small`` (at its old 48 px crop recipe) or
 
 - **plain** (the reference): pre-built tensors on the device, ``model(x)``, cross-entropy,
   backward, the recipe's optimizer step (AdamW at the defaults, as omni); scoring: ``model(x)`` + softmax under ``no_grad``;
-- **omni**: ``omni.train.fit`` on a ``ClipDataset`` over a real frame store (written here with
-  ``omni.framestore.ShardWriter`` from random frames at the short side omni stores for the model
+- **omni**: ``omni.learning.train.fit`` on a ``ClipDataset`` over a real frame store (written here with
+  ``omni.video.framestore.ShardWriter`` from random frames at the short side omni stores for the model
   (``extract.short_side: auto``; ``--short-side`` to force one), 8 frames per clip,
-  as the extract stage stores them) and ``omni.predict.predict`` on the same store.
+  as the extract stage stores them) and ``omni.learning.predict.predict`` on the same store.
 
 Both sides run in fp32 and with bf16 autocast. Reported per row: steps/s (training) and clips/s
 (scoring) of each side, omni/plain, and the share of omni's step time spent waiting for the
 DataLoader (each ``next()`` on a loader iterator is timed, separately from the step). The table
-also names the precision ``omni.precision.use_autocast("auto", device)`` picks.
+also names the precision ``omni.learning.autocast.use_autocast("auto", device)`` picks.
 
 On a CPU without native bf16 (AVX512-BF16/AMX), bf16 autocast is emulated and ~10x slower; such
 rows are measured with one step per side, and skipped (with the reason) when one step would
@@ -23,7 +23,7 @@ exceed ``--bf16-budget-s``.
 On CUDA: GPU utilisation is sampled with ``nvidia-smi --query-gpu=utilization.gpu`` (100 ms) during
 each timed phase; ``--loader-workers``, ``--channels-last`` and ``--compile`` apply (omni's loop
 pins memory on CUDA by itself; the last two are applied to omni's model by wrapping
-``omni.train.build_model``, to show what they would bring).
+``omni.learning.train.build_model``, to show what they would bring).
 
     .venv/bin/python benchmarks/train_speed.py --out benchmarks/results/train_speed.md
     .venv/bin/python benchmarks/train_speed.py --quick --out /tmp/ts.md      # CI-sized, < 1 min
@@ -108,7 +108,7 @@ def build_store(root: Path, n_videos: int, n_images: int, short_side: int, frame
     omni's ShardWriter exactly as the extract stage stores them; returns (videos, images) sample rows."""
     import pandas as pd
 
-    from omni.framestore import ShardWriter
+    from omni.video.framestore import ShardWriter
 
     rng = np.random.default_rng(seed)
     h, w = short_side, int(round(short_side * 4 / 3))
@@ -216,7 +216,7 @@ def adapt(model: torch.nn.Module, opts) -> torch.nn.Module:
 @contextlib.contextmanager
 def omni_model_options(opts):
     """channels_last / torch.compile for omni's loop too: wrap the builder fit() calls."""
-    import omni.train as tr
+    import omni.learning.train as tr
 
     orig = tr.build_model
     if opts.channels_last or opts.compile:
@@ -283,9 +283,9 @@ def plain_train(model, x, y, steps: int, warmup: int, bf16: bool, dev, opts, m) 
 
 
 def omni_train(spec: Spec, target, aux, steps: int, warmup: int, bf16: bool, opts, workdir: Path, classes: list[str]):
-    """``omni.train.fit`` for warmup + steps steps; the timed span is from the end of the last
+    """``omni.learning.train.fit`` for warmup + steps steps; the timed span is from the end of the last
     warm-up step to the end of the last step (per-step progress callbacks)."""
-    from omni.train import JointOptions, RunOptions, fit
+    from omni.learning.train import JointOptions, RunOptions, fit
 
     stamps: list[float] = []
     dev = torch.device(opts.device)
@@ -329,7 +329,7 @@ def plain_score(model, xs: list, bf16: bool, dev) -> tuple[int, float, float | N
 
 
 def omni_score(model, ds, batch: int, bf16: bool, opts) -> tuple[int, float, float, float | None]:
-    from omni.predict import predict
+    from omni.learning.predict import predict
 
     model.eval()
     with torch.no_grad(), torch.autocast(opts.device, dtype=torch.bfloat16, enabled=bf16):
@@ -355,9 +355,9 @@ def fmt(v, digits=3):
 
 def run_benchmark(opts) -> tuple[str, list[dict]]:
     from omni.config import needed_short_side
-    from omni.data import ClipDataset
-    from omni.models import build_model
-    from omni.precision import cpu_has_native_bf16, use_autocast
+    from omni.learning.data import ClipDataset
+    from omni.learning.models import build_model
+    from omni.learning.autocast import cpu_has_native_bf16, use_autocast
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -462,7 +462,7 @@ def run_benchmark(opts) -> tuple[str, list[dict]]:
 def device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    from omni.precision import _cpu_model
+    from omni.learning.autocast import _cpu_model
 
     return f"{_cpu_model()} ({os.cpu_count()} logical cores)"
 
@@ -478,7 +478,7 @@ def table(rows: list[dict], opts, dev, auto_bf16: bool, native) -> str:
              f"loader workers {opts.loader_workers}"
              + (f"; channels_last" if opts.channels_last else "") + ("; torch.compile" if opts.compile else ""),
              "",
-             f"`omni.precision.use_autocast(\"auto\", {dev.type})` picks: **{'bf16' if auto_bf16 else 'fp32'}**"
+             f"`omni.learning.autocast.use_autocast(\"auto\", {dev.type})` picks: **{'bf16' if auto_bf16 else 'fp32'}**"
              + (f" (native bf16 on this CPU: {'yes' if native else 'no'})" if dev.type == "cpu" else ""),
              f"Frame store: {opts.stored_frames} frames per clip (4:3 frames); timed steps per "
              f"side: {opts.rounds} rounds x {opts.steps} (bf16 emulated: 1 x 1).",
@@ -503,7 +503,7 @@ def table(rows: list[dict], opts, dev, auto_bf16: bool, native) -> str:
 def _worker_steps(threads: int, seconds: float, width: int, size: int, frames: int, batch: int) -> dict:
     """Plain c3d_small training steps in ``seconds`` at ``threads`` intra-op threads."""
     torch.set_num_threads(threads)
-    from omni.models import build_model
+    from omni.learning.models import build_model
 
     torch.manual_seed(0)
     model = build_model("c3d_small", 5, width)

@@ -19,7 +19,7 @@ UPSTREAM = pipeline.STAGES_BEFORE_TRAINING
 
 @task(tags=["gpu"], task_run_name="ablation x {seeds} seeds")
 def ablation_task(config_path: str, overrides: list[str], seeds: int):
-    from omni.ablate import run_ablation
+    from omni.pipeline.ablate import run_ablation
 
     cfg = load_config(config_path, overrides)
     return run_ablation(cfg, pipeline.Keys(cfg), seeds, progress_for=ArtifactProgress)
@@ -29,8 +29,8 @@ def ablation_task(config_path: str, overrides: list[str], seeds: int):
 def ablate_flow(config_path: str, overrides: list[str] | None = None, seeds: int = 1,
                 settings: RunSettings | None = None) -> list[dict]:
     """Target only, each source, all sources, unfiltered, each practice off: mean and spread."""
-    from omni.ablate import summary
-    from omni.plots import data_url
+    from omni.pipeline.ablate import summary
+    from omni.reporting.plots import data_url
 
     overrides = all_overrides(overrides, settings)
     cfg = load_config(config_path, overrides)

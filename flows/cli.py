@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                          "source, all, unfiltered, each training practice off")
     common(abl)
     abl.add_argument("--seeds", type=int, default=1, help="repeat each variant with this many seeds (default 1)")
-    unit = sub.add_parser("_unit")  # internal: one unit's body on the ranks of a torchrun job (omni/launch.py)
+    unit = sub.add_parser("_unit")  # internal: one unit's body on the ranks of a torchrun job (omni/runtime/launch.py)
     unit.add_argument("config")
     unit.add_argument("unit")
     rep = sub.add_parser("report", help="print the summary tables of a finished run")
@@ -71,13 +71,13 @@ def _run_stages(config_path: str, overrides: list[str], stage: str | None, no_pr
 
     cfg = load_config(config_path, overrides)  # a bad config fails here, before any server starts
     pipeline.check_config(cfg)
-    from omni import ranks
+    from omni.runtime import ranks
 
     if ranks.launched_by_torchrun():  # every rank calls the stages itself; rank 0 records them
         _run_ranked(cfg, stage)
         return
     if no_prefect:
-        from omni.progress import TextProgress
+        from omni.runtime.progress import TextProgress
 
         if retry is not None:  # before the keys: a repaired source has a new one
             for counts in pipeline.retry_failed(cfg, retry):
@@ -106,8 +106,8 @@ def _ablate(args) -> int:
 
     pipeline.check_config(cfg)
     if args.no_prefect:
-        from omni.ablate import run_ablation
-        from omni.progress import TextProgress
+        from omni.pipeline.ablate import run_ablation
+        from omni.runtime.progress import TextProgress
 
         keys = pipeline.Keys(cfg)
         for _ in pipeline.iter_pipeline(cfg, pipeline.STAGES_BEFORE_TRAINING, keys, progress_for=TextProgress):
@@ -124,8 +124,9 @@ def _ablate(args) -> int:
 
 
 def _run_ranked(cfg, stage: str | None) -> None:
-    from omni import pipeline, ranks
-    from omni.progress import TextProgress
+    from omni import pipeline
+    from omni.runtime import ranks
+    from omni.runtime.progress import TextProgress
 
     me = ranks.init_from_env(cfg.train.device)
     logging.getLogger().setLevel(logging.INFO if me.main else logging.WARNING)
@@ -143,7 +144,7 @@ def _demo(args) -> int:
 
     from omni.config import load_config
     from omni.demo.world import WorldSpec, demo_config, generate_world, ground_truth_report, served_lists, tiny_spec
-    from omni.report import pipeline_report, report_table
+    from omni.reporting.report import pipeline_report, report_table
     from omni.demo.serve import StaticServer
 
     import pandas as pd
@@ -192,16 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     env.apply()
     args = _parser().parse_args(argv)
     _setup_logging()
-    from omni.cancel import Cancelled, raise_on_signals
+    from omni.runtime.cancel import Cancelled, raise_on_signals
 
     if argv is None:  # the real command line (tests call main() with arguments and keep their handlers)
         raise_on_signals()
     from omni.config import ConfigError
-    from omni.lists import ListError
-    from omni.fanout import FanoutError
-    from omni.launch import LaunchError
+    from omni.fetching.lists import ListError
+    from omni.runtime.fanout import FanoutError
+    from omni.runtime.launch import LaunchError
     from omni.pipeline import StageError
-    from omni.diskspace import NoSpace
+    from omni.runtime.diskspace import NoSpace
 
     try:
         if args.command == "demo":
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "_unit":
-            from omni import pipeline, ranks
+            from omni import pipeline
+            from omni.runtime import ranks
             from omni.config import load_config
 
             cfg = load_config(args.config)
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             from omni.config import load_config
-            from omni.report import pipeline_report, report_table
+            from omni.reporting.report import pipeline_report, report_table
 
             print(report_table(pipeline_report(load_config(args.config, args.overrides))))
             return 0
@@ -229,12 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         _run_stages(args.config, args.overrides, stage, args.no_prefect, getattr(args, "retry_failed", None))
         if stage is None:
             from omni.config import load_config
-            from omni.report import pipeline_report, report_table
+            from omni.reporting.report import pipeline_report, report_table
 
             print("\n" + report_table(pipeline_report(load_config(args.config, args.overrides))))
         return 0
     except (ConfigError, ListError, StageError, FanoutError, LaunchError, NoSpace) as exc:
-        from omni.progress import close_open_bars
+        from omni.runtime.progress import close_open_bars
 
         close_open_bars()
         print(f"omni: error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from flows.params import RunSettings, all_overrides  # noqa: E402
 from flows.stages import STAGE_FLOWS, run_name  # noqa: E402
 from omni.config import load_config  # noqa: E402
-from omni.report import pipeline_report, report_markdown  # noqa: E402
+from omni.reporting.report import pipeline_report, report_markdown  # noqa: E402
 from omni.pipeline import check_config  # noqa: E402
 
 

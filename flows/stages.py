@@ -26,7 +26,7 @@ from prefect.states import Completed, State  # noqa: E402
 from flows.params import RunSettings, all_overrides  # noqa: E402
 from omni import pipeline  # noqa: E402
 from omni.config import load_config  # noqa: E402
-from omni.progress import TextProgress  # noqa: E402
+from omni.runtime.progress import TextProgress  # noqa: E402
 
 # Prefect ships the library's records to the UI (PREFECT_LOGGING_EXTRA_LOGGERS=omni) but leaves
 # the logger at the root's WARNING level: let its progress lines (loss, ETA, counts) through.
@@ -81,9 +81,9 @@ class ArtifactProgress:
 def _retry_unless_user_error(task, task_run, state) -> bool:
     """Retry transient failures; a bad config, list or missing upstream stage will not heal."""
     from omni.config import ConfigError
-    from omni.lists import ListError
+    from omni.fetching.lists import ListError
 
-    from omni.diskspace import NoSpace
+    from omni.runtime.diskspace import NoSpace
 
     exc = state.result(raise_on_failure=False)
     return not isinstance(exc, (ConfigError, ListError, pipeline.StageError, NoSpace))
@@ -103,8 +103,8 @@ def publish_stage(cfg, stage: str) -> None:
     """The stage's counts as a table artifact and each of its pictures as a markdown artifact with
     the image inline (the UI shows those; an image artifact would print its whole data URL too).
     Keyed, so they are listed on the Artifacts page and keep their history across runs."""
-    from omni.plots import data_url
-    from omni.stage_tables import stage_pictures, stage_table
+    from omni.reporting.plots import data_url
+    from omni.reporting.stage_tables import stage_pictures, stage_table
 
     logger = get_run_logger()
     try:
@@ -132,7 +132,7 @@ def _run_stage(stage: str, config_path: str, overrides: list[str] | None,
 
 @task(task_run_name="retry-failed")
 def retry_failed_task(config_path: str, overrides: list[str] | None, reasons: list[str] | None) -> list[dict]:
-    """Fetch again only the rows that failed for a transient reason (omni/retry.py)."""
+    """Fetch again only the rows that failed for a transient reason (omni/fetching/retry.py)."""
     counts = pipeline.retry_failed(load_config(config_path, overrides or []), reasons)
     for c in counts:
         print(c.line())

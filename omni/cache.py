@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .atomic import write_json_atomic
+from .runtime.atomic import write_json_atomic
 
 _CHUNK = 1 << 20
 

@@ -140,7 +140,7 @@ class ModelConfig(_Strict):
     def _size_of_the_weights(cls, data: Any) -> Any:
         """``input_size: weights`` becomes the named weights' input size."""
         if isinstance(data, dict) and data.get("input_size") == "weights":
-            from .pretrained import PretrainedError, weights_input
+            from .learning.pretrained import PretrainedError, weights_input
 
             try:
                 return {**data, "input_size": weights_input(str(data.get("pretrained"))).size}
@@ -323,7 +323,7 @@ class ClusterConfig(_Strict):
                                               "scoring shard needs, e.g. {GPU: 1}")
 
 
-MIN_CROP = 0.7  # training crops take 70-100% of a frame's short side (omni/data.py: crop_box)
+MIN_CROP = 0.7  # training crops take 70-100% of a frame's short side (omni/learning/data.py: crop_box)
 
 
 def needed_short_side(models) -> int:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from omni import pipeline
-from omni.ablate import run_ablation, variants
+from omni.pipeline.ablate import run_ablation, variants
 from omni.config import load_config
 
 from omni_testing import write_config
@@ -66,7 +66,7 @@ def test_the_cli_prints_the_table(ablated, capsys):
 
 
 def test_a_web_only_setting_keeps_the_target_only_unit_and_changes_the_others(ablated):
-    from omni.ablate import _unit_key
+    from omni.pipeline.ablate import _unit_key
 
     cfg, _ = ablated
     keys = pipeline.Keys(cfg)

@@ -72,8 +72,8 @@ def test_ingest_vs_img2dataset_smoke(tmp_path):
 def _frames_for_2s() -> int:
     """Frames omni's default extract stores of a 2 s clip."""
     from omni.config import ExtractConfig
-    from omni.decode import Window
-    from omni.extract import frames_per_window
+    from omni.video.decode import Window
+    from omni.video.extract import frames_per_window
 
     return frames_per_window([Window(0.0, 2.0)], ExtractConfig())
 
@@ -171,7 +171,7 @@ def test_clip_load_smoke(tmp_path):
     for r in rows:
         for col in ("reference ms/clip", "omni ms/clip", "omni / reference"):
             _positive(r[col])
-    from omni import data
+    from omni.learning import data
 
     assert data.noise_slice.__name__ == "noise_slice"  # the benchmark put omni's own back
 

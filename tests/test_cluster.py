@@ -9,7 +9,7 @@ import pytest
 
 from omni import pipeline
 from omni.config import load_config
-from omni.framestore import FrameStore
+from omni.video.framestore import FrameStore
 
 from omni_testing import write_config
 
@@ -103,7 +103,7 @@ def test_a_rerun_on_the_cluster_redoes_only_unfinished_shards(two_runs, cluster)
 
 
 def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, tiny_world):
-    from omni.fanout import FanoutError
+    from omni.runtime.fanout import FanoutError
 
     cfg = load_config(write_config(tmp_path, tiny_world, cluster={"scheduler_address": "tcp://127.0.0.1:9"}))
     pipeline.run_unit(cfg, "ingest/target")

@@ -1,21 +1,21 @@
-"""Runs on one machine split its cores instead of oversubscribing them (omni/cores.py)."""
+"""Runs on one machine split its cores instead of oversubscribing them (omni/runtime/cores.py)."""
 import subprocess
 import sys
 import time
 
 import torch
 
-from omni.cores import CoreShare, live_runs, usable_cores
+from omni.runtime.cores import CoreShare, live_runs, usable_cores
 
 
 def test_two_runs_split_the_cores_and_a_finished_run_gives_them_back(tmp_path, monkeypatch):
-    monkeypatch.setattr("omni.cores.usable_cores", lambda: 8)
+    monkeypatch.setattr("omni.runtime.cores.usable_cores", lambda: 8)
     before = torch.get_num_threads()
     try:
         with CoreShare(folder=tmp_path, every_s=3600) as a:
             assert a.threads == 8 and torch.get_num_threads() == 8
             # another process registers (a second flow run on the same worker)
-            other = subprocess.Popen([sys.executable, "-c", "import sys, time; from omni.cores import CoreShare\n"
+            other = subprocess.Popen([sys.executable, "-c", "import sys, time; from omni.runtime.cores import CoreShare\n"
                                       f"with CoreShare(folder=__import__('pathlib').Path({str(tmp_path)!r})):\n"
                                       "    print('in', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
             assert other.stdout.readline().strip() == "in"
@@ -32,7 +32,7 @@ def test_two_runs_split_the_cores_and_a_finished_run_gives_them_back(tmp_path, m
 
 
 def test_a_fixed_thread_budget_and_loader_workers(tmp_path, monkeypatch):
-    monkeypatch.setattr("omni.cores.usable_cores", lambda: 8)
+    monkeypatch.setattr("omni.runtime.cores.usable_cores", lambda: 8)
     before = torch.get_num_threads()
     try:
         with CoreShare(fixed=3, folder=tmp_path) as s:

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from omni.decode import Window, decode_windows, load_image, sample_times, scaled_size
+from omni.video.decode import Window, decode_windows, load_image, sample_times, scaled_size
 from omni.demo.world import write_video
 
 REAL = ["demo.mp4", "test.mp4", "test.avi", "ntu_sample.avi", "demo_skeleton.mp4", "demo_spatiotemporal_det.mp4",
@@ -61,7 +61,7 @@ def test_a_phone_video_is_decoded_upright_as_players_show_it(tmp_path, rotation,
 
     import av
 
-    from omni.media import check_video
+    from omni.video.media import check_video
 
     path = tmp_path / "phone.mp4"
     img = np.zeros((48, 64, 3), np.uint8)

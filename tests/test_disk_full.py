@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from omni import cache, diskspace, pipeline
+from omni import cache, pipeline
+from omni.runtime import diskspace
 from omni.config import load_config
-from omni.extract import estimate_bytes
+from omni.video.extract import estimate_bytes
 
 from omni_testing import write_config
 
@@ -47,7 +48,7 @@ def _error_lines(err: str) -> list[str]:
 
 def test_a_disk_filling_up_mid_extract_stops_with_one_line_and_the_same_command_resumes(
         tmp_path, tiny_world, reference, monkeypatch, capsys):
-    from omni import framestore
+    from omni.video import framestore
 
     ref_snapshot, _ = reference
     config = write_config(tmp_path, tiny_world, extract={"shard_items": 4, "workers": 1})
@@ -112,7 +113,7 @@ def small_disk(tmp_path):
 def test_a_checkpoint_write_on_a_full_disk_is_an_os_error_and_leaves_the_old_file(small_disk):
     import torch
 
-    from omni.atomic import torch_save_atomic
+    from omni.runtime.atomic import torch_save_atomic
 
     path = small_disk / "checkpoint.pth"
     torch_save_atomic({"w": torch.zeros(1000)}, path)
@@ -147,7 +148,7 @@ def test_extraction_that_clearly_does_not_fit_is_refused_then_resumes_when_the_d
 
 def test_training_that_clearly_does_not_fit_is_refused(tmp_path, monkeypatch):
     from omni.config import ModelConfig
-    from omni.train import fit
+    from omni.learning.train import fit
 
     monkeypatch.setattr(diskspace, "free_bytes", lambda path: 1000)  # a disk with 1 kB left
     with pytest.raises(diskspace.NoSpace, match=r"training run \(a 0 MB model\) needs about \d+ MB, so it was"):
@@ -160,8 +161,8 @@ def _two_clips(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from omni.data import ClipDataset
-    from omni.framestore import ShardWriter
+    from omni.learning.data import ClipDataset
+    from omni.video.framestore import ShardWriter
 
     w = ShardWriter(tmp_path / "frames", "shard-00000")
     refs = [w.append(np.full((8, 36, 36, 3), i * 100, np.uint8)) for i in range(2)]

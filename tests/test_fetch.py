@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from omni.fetch import Fetcher, FetchOptions
+from omni.fetching.fetch import Fetcher, FetchOptions
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -9,11 +9,11 @@ import pytest
 
 from omni import cache, pipeline
 from omni.config import FilterConfig, config_from_dict
-from omni.filter import TEACHERS_KEY, teacher_note
-from omni.metrics import query_auc, teacher_health
+from omni.selection.filter import TEACHERS_KEY, teacher_note
+from omni.learning.metrics import query_auc, teacher_health
 from omni.pipeline.filter import inspect_filter
-from omni.report import pipeline_report, report_markdown, report_table
-from omni.stage_tables import stage_table
+from omni.reporting.report import pipeline_report, report_markdown, report_table
+from omni.reporting.stage_tables import stage_table
 
 
 def test_query_auc_perfect_reversed_random_and_classes_without_positives():

@@ -57,8 +57,8 @@ def test_bad_config_is_a_clear_message_not_a_traceback(tmp_path):
 
 
 def test_the_library_never_imports_prefect():
-    code = "import sys, omni.pipeline, omni.ingest, omni.extract, omni.teacher, omni.score, omni.filter, " \
-           "omni.manifest, omni.train, omni.evaluate, omni.report; " \
+    code = "import sys, omni.pipeline, omni.fetching.ingest, omni.video.extract, omni.learning.teacher, omni.learning.score, omni.selection.filter, " \
+           "omni.selection.manifest, omni.learning.train, omni.learning.evaluate, omni.reporting.report; " \
            "print('prefect' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert p.stdout.strip() == "False", p.stderr
@@ -82,7 +82,7 @@ def test_every_deployment_in_prefect_yaml_points_at_a_flow():
 
 def test_user_errors_are_not_retried_but_transient_ones_are():
     from flows.stages import _retry_unless_user_error
-    from omni.lists import ListError
+    from omni.fetching.lists import ListError
 
     class State:
         def __init__(self, exc):

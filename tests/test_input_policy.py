@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from omni.config import AugmentConfig, ConfigError, ModelConfig, config_from_dict
-from omni.data import ClipDataset, InputPolicy, consecutive_indices, finish_input, to_input
-from omni.extract import frames_per_window
+from omni.learning.data import ClipDataset, InputPolicy, consecutive_indices, finish_input, to_input
+from omni.video.extract import frames_per_window
 from omni.config import ExtractConfig
-from omni.decode import Window
-from omni.framestore import ShardWriter
+from omni.video.decode import Window
+from omni.video.framestore import ShardWriter
 
 
 def test_consecutive_frames_random_start_in_training_centre_at_evaluation():
@@ -93,7 +93,7 @@ def _direction(x: torch.Tensor) -> float:
 def test_noise_augmentation_is_gaussian_per_clip_reproducible_and_different_per_draw():
     """train.augment.noise: each training clip gets independent N(0, noise^2) values per pixel,
     the same for the same draw (reproducible from the seed), others for the next draw."""
-    from omni import data
+    from omni.learning import data
 
     aug = AugmentConfig(shift=0, gain=0, brightness=0, noise=0.05)
     policy = InputPolicy.of(ModelConfig(), aug)
@@ -151,8 +151,8 @@ def test_flip_label_map_names_classes(tmp_path):
 
 
 def test_models_saved_before_the_policy_read_their_old_input(tmp_path):
-    from omni.models import build_model
-    from omni.train import load_model
+    from omni.learning.models import build_model
+    from omni.learning.train import load_model
 
     old = ModelConfig(arch="c3d_small", width=4, input_size=32).model_dump(mode="json")
     for k in ("frame_sampling", "resize", "normalize"):

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from omni.lists import ListError, read_crawl_list, read_target_list
+from omni.fetching.lists import ListError, read_crawl_list, read_target_list
 
 CLASSES = ["run", "jump"]
 

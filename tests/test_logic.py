@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from omni.config import FilterConfig
-from omni.filter import filter_scores
-from omni.manifest import build_manifest
-from omni.metrics import classification_metrics, clip_top1
+from omni.selection.filter import filter_scores
+from omni.selection.manifest import build_manifest
+from omni.learning.metrics import classification_metrics, clip_top1
 
 NAMES = ["run", "jump", "swim"]
 
@@ -54,7 +54,7 @@ def test_filter_relative_threshold_follows_each_sources_median_among_the_top1():
 
 
 def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tmp_path):
-    from omni.filter import read_scores
+    from omni.selection.filter import read_scores
 
     s = _scores([("a", 0, [0.9, 0.05, 0.05]), ("b", 0, [0.3, 0.6, 0.1]), ("c", 2, [0.3, 0.3, 0.4]),
                  ("d", 1, [0.5, 0.1, 0.4]), ("e", 1, [0.2, 0.7, 0.1])])
@@ -66,7 +66,7 @@ def test_the_filter_stage_reads_scores_in_batches_without_probability_vectors(tm
 
 
 def test_second_round_contradict_drops_only_confident_contradictions_and_relabel_keeps_them(tmp_path):
-    from omni.filter import read_scores, second_round
+    from omni.selection.filter import read_scores, second_round
 
     s = _scores([("agree", 0, [0.5, 0.3, 0.2]),      # the query on top
                  ("unsure", 0, [0.2, 0.45, 0.35]),   # another class on top, but at 0.45
@@ -95,7 +95,7 @@ def test_second_round_contradict_drops_only_confident_contradictions_and_relabel
 def test_second_round_rule_per_kind_of_source_applies_only_to_that_kind(tmp_path):
     """refine_kind_rules: the web videos under the top-1 rule (and its relative bar), the images
     under the default (every sample but the confident contradictions), rows in the input's order."""
-    from omni.filter import read_scores, second_round
+    from omni.selection.filter import read_scores, second_round
 
     rows = [("agree", 0, [0.5, 0.3, 0.2]), ("unsure", 0, [0.2, 0.45, 0.35]), ("other", 0, [0.1, 0.8, 0.1]),
             ("weak", 0, [0.34, 0.33, 0.33])]
@@ -217,7 +217,7 @@ def test_the_manifest_is_a_join_where_the_first_stage_that_said_no_decides():
 
 
 def test_joint_loss_sums_target_and_web_cross_entropy_and_mixup_mixes_only_target_clips():
-    from omni.train import JointOptions, joint_loss
+    from omni.learning.train import JointOptions, joint_loss
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
@@ -237,7 +237,7 @@ def test_joint_loss_sums_target_and_web_cross_entropy_and_mixup_mixes_only_targe
 
 
 def test_aux_drop_leaves_the_worst_fitted_web_samples_of_each_source_out_of_the_loss_after_its_ramp():
-    from omni.train import JointOptions, joint_loss, kept_count
+    from omni.learning.train import JointOptions, joint_loss, kept_count
 
     dev = torch.device("cpu")
     # logits are the input (identity model): 2 target clips, then 4 clips of source A, 2 of source B
@@ -270,7 +270,7 @@ def test_aux_drop_leaves_the_worst_fitted_web_samples_of_each_source_out_of_the_
 
 def test_a_step_budget_overrides_epochs_and_the_schedule_warms_up_then_decays():
     from omni.config import ModelConfig
-    from omni.train import lr_schedule, total_steps
+    from omni.learning.train import lr_schedule, total_steps
 
     assert total_steps(ModelConfig(epochs=3, steps=None), 5) == 15
     assert total_steps(ModelConfig(epochs=3, steps=200), 5) == 200

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from omni.media import MediaError, check_image, check_video, sniff_file, sniff_type
+from omni.video.media import MediaError, check_image, check_video, sniff_file, sniff_type
 
 
 def test_sniffing_uses_bytes_not_extensions(tmp_path, media):

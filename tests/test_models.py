@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from omni.models import build_model
+from omni.learning.models import build_model
 
 
 @pytest.mark.parametrize("arch", ["c3d_small", "tsn_resnet10t", "tsn_test_resnet", "r3d_18"])

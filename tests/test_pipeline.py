@@ -61,7 +61,7 @@ def test_every_stage_ran_and_outputs_follow_the_contract(done_run, tiny_world):
 def test_each_stage_reports_its_counts_and_draws_its_pictures(done_run):
     from PIL import Image
 
-    from omni.stage_tables import stage_pictures, stage_table
+    from omni.reporting.stage_tables import stage_pictures, stage_table
 
     cfg = done_run[1]
     ingest = {r["unit"]: r for r in stage_table(cfg, "ingest")}
@@ -310,7 +310,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     assert summary["aux_units"] == round1[round1["source"] != "target"].groupby("source")["item_id"].nunique().to_dict()
     # cross-fitted: two first-round students on disjoint halves of the selected web items, each
     # web sample re-scored by the student that did not learn from it
-    from omni.filter import crossfit_fold
+    from omni.selection.filter import crossfit_fold
 
     cross = load_config(done_run[0], top1_rule + ["filter.refine_crossfit=true"])
     redone = {u for u, r in _run_all(cross).items() if not r.cached}
@@ -319,7 +319,7 @@ def test_refine_rescores_with_the_first_round_student_and_trains_omnisource_on_t
     summary = json.loads((fr / "summary.json").read_text())
     round1 = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
     round1 = round1[round1["source"] != "target"]
-    from omni.cores import usable_cores
+    from omni.runtime.cores import usable_cores
 
     assert summary["crossfit_side_by_side"] == (usable_cores() >= 2)  # on a CPU: the two at once
     assert [summary["crossfit"][f"fold{k}"]["steps"] for k in (0, 1)] == [cross.train.model.steps] * 2
@@ -345,7 +345,7 @@ def test_cross_fitted_students_with_half_the_steps_and_a_failing_child(done_run,
     """refine_crossfit_steps 0.5: each cross-fitted student trains half the steps; when the one in
     the child process fails, the run stops with its reason, and the next run, with the cause
     gone, finishes."""
-    from omni import cores
+    from omni.runtime import cores
 
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)  # side by side even on a 1-core runner
     cfg_path, cfg = done_run[0], done_run[1]
@@ -383,11 +383,11 @@ def test_untrimmed_windows_default_to_the_median_target_duration(done_run):
 
 def test_training_with_loader_worker_processes(done_run, tmp_path):
     from omni.config import ModelConfig
-    from omni.data import ClipDataset
-    from omni.train import fit
+    from omni.learning.data import ClipDataset
+    from omni.learning.train import fit
 
     cfg = done_run[1]
-    from omni.train import JointOptions, RunOptions
+    from omni.learning.train import JointOptions, RunOptions
 
     samples = pd.read_parquet(cfg.workdir / "manifest" / "train.parquet")
     m = ModelConfig(arch="c3d_small", width=4, input_size=24, num_frames=4, epochs=1, batch_size=4)
@@ -405,8 +405,8 @@ def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students
     without the student's top-1 agreement) as (1 - w) x its label + w x the first-round
     student's probability vector for it (the second round's scores); web videos and target clips
     keep their label. Changing w redoes only that student and its evaluation."""
-    from omni.data import ClipDataset
-    from omni.manifest import with_judge_probs
+    from omni.learning.data import ClipDataset
+    from omni.selection.manifest import with_judge_probs
 
     _run_all(load_config(done_run[0]))  # (an earlier test may have left another setting's units here)
     cfg = load_config(done_run[0], ["train.soft_target_weight=0.4"])
@@ -434,7 +434,7 @@ def test_soft_targets_blend_each_web_samples_label_with_the_first_round_students
 
 
 def test_a_fresh_run_of_the_same_config_reproduces_the_metrics(tmp_path, tiny_world):
-    # a fixed thread count: a run's automatic share of the cores (omni/cores.py) depends on what
+    # a fixed thread count: a run's automatic share of the cores (omni/runtime/cores.py) depends on what
     # else runs on the machine, and another thread count sums floats in another order
     runs = []
     for name in ("a", "b"):
@@ -470,7 +470,7 @@ def test_extra_crawl_list_columns_reach_the_manifest(tmp_path, tiny_world):
 
 
 def test_a_jpeg_frame_store_feeds_the_same_clips_at_a_fraction_of_the_bytes(done_run, tmp_path, tiny_world):
-    from omni.data import ClipDataset
+    from omni.learning.data import ClipDataset
 
     raw_cfg = done_run[1]
     cfg = load_config(write_config(tmp_path, tiny_world, extract={"frame_codec": "jpeg", "jpeg_quality": 90}))

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from omni.models import build_model
+from omni.learning.models import build_model
 
 TIMM_TAG = "test_resnet.r160_in1k"  # timm's own tiny test network (373k parameters), a real pretrained tag
 TV_NAME = "R2Plus1D_18_Weights.KINETICS400_V1"
@@ -83,8 +83,8 @@ def test_a_timm_name_loads_the_cached_weights_offline_with_a_new_classifier(offl
     import shutil
 
     from omni.config import ModelConfig
-    from omni.data import InputPolicy
-    from omni.train import load_model
+    from omni.learning.data import InputPolicy
+    from omni.learning.train import load_model
 
     m = ModelConfig(arch="tsn_test_resnet", pretrained=f"timm:{TIMM_TAG}", input_size="weights", normalize="weights")
     torch.save({"model": got, "config": m.model_dump(mode="json"), "num_classes": 5}, offline / "model.pt")
@@ -192,7 +192,7 @@ def test_a_3d_checkpoint_whose_layout_does_not_map_is_an_error_saying_how_much_d
           "backbone.layer1.0.conv1.conv.weight": torch.randn(64, 64, 1, 3, 3),
           "cls_head.fc_cls.weight": torch.randn(400, 512)}
     torch.save({"state_dict": mm}, tmp_path / "slowonly.pth")
-    from omni.pretrained import PretrainedError
+    from omni.learning.pretrained import PretrainedError
 
     with pytest.raises(PretrainedError, match=r"only 0 of the \d+ tensors of r3d_18 .* missing e\.g\. stem\.0\.weight"):
         build_model("r3d_18", 4, pretrained=tmp_path / "slowonly.pth")
@@ -221,7 +221,7 @@ def test_input_size_and_normalisation_come_from_the_weights(tmp_path):
     import numpy as np
 
     from omni.config import ConfigError, load_config
-    from omni.data import InputPolicy, finish_input
+    from omni.learning.data import InputPolicy, finish_input
 
     cfg = load_config(_config(tmp_path, {"arch": "tsn_test_resnet", "pretrained": f"timm:{TIMM_TAG}",
                                          "input_size": "weights", "normalize": "weights"}),
@@ -242,7 +242,7 @@ def test_input_size_and_normalisation_come_from_the_weights(tmp_path):
 
 def test_the_backbone_learns_at_its_share_of_the_rate_and_the_classifier_at_the_full_rate():
     from omni.config import ModelConfig
-    from omni.train import build_optimizer
+    from omni.learning.train import build_optimizer
 
     model = build_model("tsn_test_resnet", 5)
     plain = build_optimizer(model, ModelConfig(lr=0.01))
@@ -260,8 +260,8 @@ def _two_clips(tmp_path, m):
     import numpy as np
     import pandas as pd
 
-    from omni.data import ClipDataset
-    from omni.framestore import ShardWriter
+    from omni.learning.data import ClipDataset
+    from omni.video.framestore import ShardWriter
 
     w = ShardWriter(tmp_path / "frames", "shard-00000")
     refs = [w.append(np.random.default_rng(i).integers(0, 255, (8, 36, 36, 3), np.uint8)) for i in range(2)]
@@ -273,7 +273,7 @@ def _two_clips(tmp_path, m):
 
 def test_frozen_batchnorm_keeps_the_loaded_statistics_while_the_weights_learn(tmp_path):
     from omni.config import ModelConfig
-    from omni.train import fit
+    from omni.learning.train import fit
 
     src = build_model("c3d_patch", 2, width=8)
     for m in src.modules():

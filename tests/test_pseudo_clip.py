@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from omni.pseudo_clip import as_clip, replicate, warp_clip
+from omni.learning.pseudo_clip import as_clip, replicate, warp_clip
 
 
 def test_replicate_repeats_the_frame(realdata):
@@ -36,7 +36,7 @@ def test_training_pseudo_clips_are_the_warped_images_cropped_in_one_pass(realdat
     as warping full frames and then cropping, sampled in one pass; replication is exact."""
     import torch
 
-    from omni.data import to_input, warped_input
+    from omni.learning.data import to_input, warped_input
 
     img = np.asarray(Image.open(realdata / "test.jpg").convert("RGB").resize((92, 69)))
     for train in (True, False):

@@ -13,7 +13,7 @@ import yaml
 
 from omni import pipeline
 from omni.config import load_config
-from omni.retry import parse_classes, reason_class
+from omni.fetching.retry import parse_classes, reason_class
 
 from omni_testing import write_config
 

@@ -16,9 +16,9 @@ from torch.utils.data import BatchSampler, RandomSampler, WeightedRandomSampler
 
 from omni import cache, pipeline
 from omni.config import load_config
-from omni.data import resampling_weights
-from omni.ranks import Ranks
-from omni.train import RankSlices
+from omni.learning.data import resampling_weights
+from omni.runtime.ranks import Ranks
+from omni.learning.train import RankSlices
 
 from omni_testing import write_config
 

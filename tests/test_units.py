@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omni import cache, leak
-from omni.data import resampling_weights, temporal_indices
-from omni.extract import plan_windows
-from omni.framestore import FrameStore, ShardWriter
+from omni import cache
+from omni.fetching import leak
+from omni.learning.data import resampling_weights, temporal_indices
+from omni.video.extract import plan_windows
+from omni.video.framestore import FrameStore, ShardWriter
 
 
 def test_windows_are_consecutive_and_cover_the_video():
@@ -23,7 +24,7 @@ def test_windows_are_consecutive_and_cover_the_video():
 
 def test_shot_detection_finds_a_hard_cut(tmp_path):
     from omni.demo.world import write_video
-    from omni.shots import detect_shots
+    from omni.video.shots import detect_shots
 
     frames = np.concatenate([np.full((20, 32, 32, 3), 30, np.uint8), np.full((20, 32, 32, 3), 220, np.uint8)])
     frames[:20, :, :, 0] = 200
@@ -83,7 +84,7 @@ def _smooth_clip(t: int, h: int, w: int, seed: int) -> np.ndarray:
 
 
 def test_jpeg_frame_store_is_small_close_and_decodes_only_what_is_indexed(tmp_path, monkeypatch):
-    from omni import framestore
+    from omni.video import framestore
 
     clip = _smooth_clip(8, 96, 128, 0)
     still = _smooth_clip(1, 60, 80, 1)

@@ -13,9 +13,9 @@ def check_config(cfg: Config) -> None:
     that cannot be read at all): class names, workdir, each model's arch and pretrained weights
     (a file, or a name in its library's cache), and every target and crawl list (a bad row of a
     crawl list is not an error: ingest records its reason)."""
-    from ..lists import read_target_list
-    from ..models import arch_problem
-    from ..pretrained import problem as pretrained_problem
+    from ..fetching.lists import read_target_list
+    from ..learning.models import arch_problem
+    from ..learning.pretrained import problem as pretrained_problem
 
     names = cfg.class_names()
     if Path(cfg.workdir).exists() and not Path(cfg.workdir).is_dir():

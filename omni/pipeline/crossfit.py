@@ -8,7 +8,7 @@ import shutil
 
 import pandas as pd
 
-from ..atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 from .layout import StageError
 from .unit import Unit, curve_png, no_target_clips, run_options
 
@@ -18,8 +18,8 @@ def train_crossfit(u: Unit) -> dict:
     one half of the selected web items (``fold0/``, ``fold1/``); ``model.pt`` (what
     ``evaluate/first_round`` reports) is the first one's."""
     from ..config import TrainConfig
-    from ..filter import crossfit_fold
-    from ..train import train_student
+    from ..selection.filter import crossfit_fold
+    from ..learning.train import train_student
 
     rows = pd.read_parquet(u.input("manifest") / "train.parquet")
     if (rows["source"] == "target").sum() == 0:
@@ -58,8 +58,8 @@ def _folds_side_by_side(u: Unit, run) -> bool:
     at least two usable cores, outside torchrun, and with the core share left to omni
     (``train.threads`` unset). Two processes of half the threads each out-train one process of
     all of them on small 3D CNNs (benchmarks/results/crossfit_side_by_side.md)."""
-    from ..cores import usable_cores
-    from ..train import pick_device
+    from ..runtime.cores import usable_cores
+    from ..learning.train import pick_device
 
     return (not u.ranks.many and u.runtime["train.threads"] is None and usable_cores() >= 2
             and pick_device(run.device).type == "cpu")
@@ -67,14 +67,14 @@ def _folds_side_by_side(u: Unit, run) -> bool:
 
 def _train_two_side_by_side(u: Unit, tcfg, run, jobs: list) -> list[dict]:
     """The first job here (with the unit's progress and stop check), the second in a spawned
-    child process at the same time; each process takes its fair share of the cores (omni/cores.py:
+    child process at the same time; each process takes its fair share of the cores (omni/runtime/cores.py:
     the child registers as a run of its own, so both follow the share while they train). A stop
     request or a failure here ends the child (its checkpoints stay); the child's failure is
     reported with its traceback's last line."""
     import multiprocessing
 
-    from ..cancel import Cancelled
-    from ..train import train_student
+    from ..runtime.cancel import Cancelled
+    from ..learning.train import train_student
 
     (rows0, d0, key0), (rows1, d1, key1) = jobs
     result, error = d1 / "_result.json", d1 / "_error.txt"
@@ -109,9 +109,9 @@ def _train_in_child(rows, tcfg, class_names, workdir, out_dir, key, run, reserve
     """A spawned child's body (``_train_two_side_by_side``): one student, its fair share of the cores."""
     import traceback
 
-    from ..cancel import raise_on_signals
-    from ..cores import CoreShare
-    from ..train import train_student
+    from ..runtime.cancel import raise_on_signals
+    from ..runtime.cores import CoreShare
+    from ..learning.train import train_student
 
     raise_on_signals()  # the parent's terminate() becomes Cancelled: training checkpoints on the way out
     try:

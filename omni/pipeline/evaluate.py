@@ -1,16 +1,16 @@
-"""The evaluate stage: each trained model on the target val clips (omni/evaluate.py)."""
+"""The evaluate stage: each trained model on the target val clips (omni/learning/evaluate.py)."""
 from __future__ import annotations
 
 import logging
 
-from ..atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 from .unit import Unit, no_target_clips, take_core_share, target_samples
 
 log = logging.getLogger("omni")
 
 
 def body(u: Unit) -> dict:
-    from ..evaluate import evaluate_model
+    from ..learning.evaluate import evaluate_model
 
     take_core_share(u)
     val = target_samples(u)
@@ -23,7 +23,7 @@ def body(u: Unit) -> dict:
                              loader_workers=u.runtime["train.loader_workers"])
     metrics["run"] = u.part
     write_json_atomic(u.dir / "metrics.json", metrics)
-    from ..plots import confusion_png
+    from ..reporting.plots import confusion_png
 
     try:
         confusion_png(metrics["confusion"], metrics["class_names"],

@@ -1,17 +1,17 @@
-"""The extract stage: decode and resize frames and clips into the frame store (omni/extract.py)."""
+"""The extract stage: decode and resize frames and clips into the frame store (omni/video/extract.py)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from .. import diskspace
-from ..cores import usable_cores
+from ..runtime import diskspace
+from ..runtime.cores import usable_cores
 from .unit import Unit
 
 
 def body(u: Unit) -> dict:
     from ..config import ExtractConfig
-    from ..extract import default_window_s, estimate_bytes, extract_items, source_work, target_work
-    from ..media import DEFAULT_MAX_VIDEO_PIXELS
+    from ..video.extract import default_window_s, estimate_bytes, extract_items, source_work, target_work
+    from ..video.media import DEFAULT_MAX_VIDEO_PIXELS
 
     ecfg = ExtractConfig(**u.settings["extract"])
     prefix = u.dir.relative_to(u.workdir).as_posix()

@@ -1,4 +1,4 @@
-"""The filter stage: the teacher-score rule (omni/filter.py) over every source, its per-class
+"""The filter stage: the teacher-score rule (omni/selection/filter.py) over every source, its per-class
 summary and one contact sheet per source."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from ..atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 from .layout import StageError, teacher_kinds
 from .unit import Unit
 
@@ -15,10 +15,10 @@ log = logging.getLogger("omni")
 
 
 def body(u: Unit) -> dict:
-    from ..atomic import write_parquet_atomic
+    from ..runtime.atomic import write_parquet_atomic
     from ..config import FilterConfig
-    from ..filter import filter_scores, read_scores
-    from ..score import SCORE_COLUMNS
+    from ..selection.filter import filter_scores, read_scores
+    from ..learning.score import SCORE_COLUMNS
 
     parts = [read_scores(u.input(f"score/{s.name}") / "scores.parquet") for s in u.cfg.sources]
     empty = pd.DataFrame(columns=[c for c in SCORE_COLUMNS if c != "teacher_probs"] + ["query_rank", "top_score"])
@@ -33,8 +33,8 @@ def body(u: Unit) -> dict:
 def inspect_filter(u: Unit, judged: pd.DataFrame) -> list[str]:
     """Per-class counts and one contact sheet per source (``filter/contact-<source>.png``)."""
     from ..config import FilterConfig
-    from ..contact_sheet import contact_sheet, filter_summary
-    from ..filter import TEACHERS_KEY, teacher_note
+    from ..reporting.contact_sheet import contact_sheet, filter_summary
+    from ..selection.filter import TEACHERS_KEY, teacher_note
 
     summary = filter_summary(judged, u.settings["classes"])
     notes = {}  # how far from chance each teacher behind these verdicts is (reporting only)

@@ -1,5 +1,5 @@
 """The ingest stage: fetch, validate and de-duplicate the target clips and each crawl list
-(omni/ingest.py does the work)."""
+(omni/fetching/ingest.py does the work)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from .unit import Unit
 
 
 def _fetch_options(ingest: dict, runtime: dict, roots: list[str] | None):
-    from ..fetch import FetchOptions
+    from ..fetching.fetch import FetchOptions
 
     names = {f.name for f in dataclasses.fields(FetchOptions)}
     opts = {k: v for k, v in ingest.items() if k in names}
@@ -20,7 +20,7 @@ def _fetch_options(ingest: dict, runtime: dict, roots: list[str] | None):
 
 
 def body(u: Unit) -> dict:
-    from ..ingest import ingest_source, ingest_target
+    from ..fetching.ingest import ingest_source, ingest_target
 
     s, ing = u.settings, u.settings["ingest"]
     journal = u.dir / "journal" / u.keys.fetch(u.name)
@@ -44,6 +44,6 @@ def _source_list_args(cfg: Config, part: str, settings: dict) -> tuple:
 
 
 def _validate_options(ing: dict):
-    from ..validate import ValidateOptions
+    from ..fetching.validate import ValidateOptions
 
     return ValidateOptions(ing["max_image_pixels"], ing["image_short_side"], ing["max_video_pixels"])

@@ -144,7 +144,7 @@ def soft_target_sources(cfg: Config) -> list[str]:
 def local_roots(cfg: Config, source: str) -> tuple[str, ...]:
     """Folders a crawl list's local paths may be read under: ``ingest.local_roots``, else the
     list's own folder and the target lists' folders."""
-    from ..fetch import local_roots_for
+    from ..fetching.fetch import local_roots_for
 
     src = source_config(cfg, source)
     return local_roots_for(cfg.ingest.local_roots, [src.list, cfg.target.train, cfg.target.val])
@@ -163,7 +163,7 @@ def _target_files_fingerprint(cfg: Config) -> str:
     """Target media by path and content (sha256). Hashes are remembered in the workdir by size
     and mtime (``cache.HashMemo``), so a rerun reads no file whose stat is unchanged, and a copy
     of the data with new timestamps keeps every key."""
-    from ..lists import read_target_list
+    from ..fetching.lists import read_target_list
 
     h = hashlib.sha256()
     names = cfg.class_names()
@@ -187,8 +187,8 @@ def source_local_paths(cfg: Config, src: SourceConfig) -> list[str]:
     """The local files a crawl list names (plain paths, ``file://``), read once per process for
     each content of the list (a long list is parsed once, not once per key). Raises ListError
     for a list that cannot be read."""
-    from ..fetch import local_path
-    from ..lists import read_crawl_list
+    from ..fetching.fetch import local_path
+    from ..fetching.lists import read_crawl_list
 
     memo_key = (str(src.list), cache.fingerprint_path(src.list), src.url_column, src.query_column, src.query,
                 tuple(cfg.class_names()))
@@ -248,7 +248,7 @@ class Keys:
         stage, _, part = unit.partition("/")
         inputs = {**user_files(self.cfg, unit), **{u: self[u] for u in upstream(self.cfg, unit)}}
         if stage == "ingest" and part != "target":  # rows repaired by `--retry-failed` (absent if none)
-            from ..retry import retried_fingerprint
+            from ..fetching.retry import retried_fingerprint
 
             retried = retried_fingerprint(stage_dir(self.cfg, unit) / "journal" / self.fetch(unit))
             if retried:

@@ -35,8 +35,8 @@ STAGES = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train"
 STAGES_BEFORE_TRAINING = STAGES[:STAGES.index("train")]  # what `omni ablate` reads
 VERSIONS = {"ingest": 5, "extract": 3, "teacher": 5, "score": 2, "filter": 2, "manifest": 2, "train": 5,
             "evaluate": 3}
-# (teacher, train 4: full target batches, omni/train.py FullBatches; 5: the noise augmentation's
-# values come from a bank drawn once per process, omni/data.py noise_slice)
+# (teacher, train 4: full target batches, omni/learning/train.py FullBatches; 5: the noise augmentation's
+# values come from a bank drawn once per process, omni/learning/data.py noise_slice)
 FETCH_VERSION = 3  # the downloads journal: bump only when what a fetch records changes
 # (3: images and frames under 16 px refused, rotated videos' shown size and thumbnails, TS/WebM measured from packets)
 GPU_STAGES = frozenset({"teacher", "score", "train", "evaluate"})
@@ -83,7 +83,7 @@ def source_config(cfg: Config, name: str) -> SourceConfig:
 
 def teacher_kinds(cfg: Config) -> list[str]:
     """The teachers some source needs: image for images, video for videos and untrimmed videos."""
-    from ..teacher import KIND_OF_SOURCE
+    from ..learning.teacher import KIND_OF_SOURCE
 
     needed = {KIND_OF_SOURCE[s.kind] for s in cfg.sources}
     return [k for k in ("image", "video") if k in needed]
@@ -131,7 +131,7 @@ def upstream(cfg: Config, unit: str) -> list[str]:
     if stage == "teacher":
         return ["extract/target"]
     if stage == "score":
-        from ..teacher import KIND_OF_SOURCE
+        from ..learning.teacher import KIND_OF_SOURCE
 
         return [f"extract/{part}", f"teacher/{KIND_OF_SOURCE[source_config(cfg, part).kind]}"]
     if stage == "filter":

@@ -1,5 +1,5 @@
 """The manifest stage: ``web_items.parquet`` (every web item with its verdict) and ``train.parquet``
-(what the student learns from), built by omni/manifest.py."""
+(what the student learns from), built by omni/selection/manifest.py."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,7 +9,7 @@ from .unit import Unit
 
 def manifest_inputs(u: Unit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ingested items, extracted web samples, target samples) of every source."""
-    from ..extract import SAMPLE_COLUMNS
+    from ..video.extract import SAMPLE_COLUMNS
 
     names = [s.name for s in u.cfg.sources]
 
@@ -26,8 +26,8 @@ def manifest_inputs(u: Unit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def write_manifest(u: Unit, items, web, scores, filtered, target) -> dict:
-    from ..atomic import write_parquet_atomic
-    from ..manifest import build_manifest
+    from ..runtime.atomic import write_parquet_atomic
+    from ..selection.manifest import build_manifest
 
     web_items, train = build_manifest(items, web, scores, filtered, target, u.settings["classes"],
                                       u.settings["source_order"])
@@ -38,7 +38,7 @@ def write_manifest(u: Unit, items, web, scores, filtered, target) -> dict:
 
 
 def body(u: Unit) -> dict:
-    from ..score import SCORE_COLUMNS
+    from ..learning.score import SCORE_COLUMNS
 
     names = [s.name for s in u.cfg.sources]
     items, web, target = manifest_inputs(u)

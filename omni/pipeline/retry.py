@@ -1,5 +1,5 @@
 """``omni ingest CONFIG --retry-failed [REASON...]``: fetch again only what failed for a transient
-reason (the rules: omni/retry.py), before the ingest stage runs."""
+reason (the rules: omni/fetching/retry.py), before the ingest stage runs."""
 from __future__ import annotations
 
 import logging
@@ -15,12 +15,12 @@ log = logging.getLogger("omni")
 
 def retry_failed(cfg: Config, reasons: list[str] | None = None) -> list:
     """``omni ingest CONFIG --retry-failed [REASON...]``: fetch again, for every crawl list that
-    was ingested, only the URLs whose download failed for a transient reason (omni/retry.py;
+    was ingested, only the URLs whose download failed for a transient reason (omni/fetching/retry.py;
     ``reasons`` restricts the classes). Returns one ``retry.RetryCounts`` per source. Run the
     ingest stage after it: a source whose records changed has a new key (``Keys``) and is
     rebuilt from the journal; the others stay cache hits."""
-    from ..ingest import retry_failed_rows
-    from ..retry import RetryCounts, parse_classes
+    from ..fetching.ingest import retry_failed_rows
+    from ..fetching.retry import RetryCounts, parse_classes
 
     try:
         classes = parse_classes(reasons)

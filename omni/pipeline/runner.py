@@ -10,11 +10,12 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .. import cache, diskspace
-from ..atomic import write_json_atomic
+from .. import cache
+from ..runtime import diskspace
+from ..runtime.atomic import write_json_atomic
 from ..config import Config
-from ..cores import CoreShare
-from ..ranks import Ranks, current as current_ranks
+from ..runtime.cores import CoreShare
+from ..runtime.ranks import Ranks, current as current_ranks
 from .evaluate import body as evaluate_body
 from .extract import body as extract_body
 from .filter import body as filter_body
@@ -165,7 +166,7 @@ def _run_unit(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
     nproc = cfg.train.nproc_per_node
     try:
         if nproc > 1 and stage in RANKED_STAGES and not ranks.many:  # torchrun as a child: the ranks run the body
-            from ..launch import run_ranked_body
+            from ..runtime.launch import run_ranked_body
 
             info = run_ranked_body(cfg.model_dump(mode="json"), unit, d, nproc, should_stop)
         else:
@@ -195,9 +196,9 @@ def _run_body(cfg: Config, unit: str, keys: Keys, progress: Progress | None,
 
 
 def run_body_on_ranks(cfg: Config, unit: str) -> None:
-    """``omni _unit``: one unit's body on every rank of a torchrun job started by omni/launch.py
+    """``omni _unit``: one unit's body on every rank of a torchrun job started by omni/runtime/launch.py
     (the parent process prepared the unit and records it); rank 0 leaves the result."""
-    from ..launch import RESULT
+    from ..runtime.launch import RESULT
 
     ranks = current_ranks()
     info = _run_body(cfg, unit, Keys(cfg), None, None, ranks)

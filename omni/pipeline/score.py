@@ -1,4 +1,4 @@
-"""The score stage: every web sample scored by its teacher (omni/score.py), and ``rescore``, the one
+"""The score stage: every web sample scored by its teacher (omni/learning/score.py), and ``rescore``, the one
 sharded, resumable scoring that the second round uses too."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .unit import Progress, Unit, take_core_share
 
 
 def body(u: Unit) -> dict:
-    from ..teacher import KIND_OF_SOURCE
+    from ..learning.teacher import KIND_OF_SOURCE
 
     take_core_share(u)
     teacher = KIND_OF_SOURCE[source_config(u.cfg, u.part).kind]
@@ -23,9 +23,9 @@ def body(u: Unit) -> dict:
 def rescore(u: Unit, samples: pd.DataFrame, model_dir: Path, kind: str, out: Path, *, amp,
             progress: Progress | None = None) -> dict:
     """Score ``samples`` with the model in ``model_dir`` into ``out/scores.parquet``: sharded and
-    resumable (omni/score.py), on a Dask cluster or every rank of a torchrun job when there is
+    resumable (omni/learning/score.py), on a Dask cluster or every rank of a torchrun job when there is
     one. ``kind`` is the judge: ``image``/``video`` (a teacher) or ``student``."""
-    from ..score import assemble_scores, prepare_parts, score_samples
+    from ..learning.score import assemble_scores, prepare_parts, score_samples
 
     if u.ranks.many:  # rank 0 checks earlier parts before any rank writes one
         if u.ranks.main:

@@ -12,18 +12,18 @@ from .unit import Unit
 def select_again(u: Unit) -> tuple[pd.DataFrame, dict]:
     """The second round's selection: the first-round student scores every extracted web sample
     (the score stage's sharded, resumable scoring, with the student as teacher), the rule
-    ``omni.filter.second_round`` gives selects again, and the manifest is rebuilt from those scores
+    ``omni.selection.filter.second_round`` gives selects again, and the manifest is rebuilt from those scores
     (``train/omnisource/web_items.parquet``, ``train.parquet``, ``scores.parquet``); ingest,
     duplicate and leak verdicts are unchanged."""
     from ..config import FilterConfig
-    from ..filter import read_scores, second_round
+    from ..selection.filter import read_scores, second_round
 
     items, web, target = manifest_inputs(u)
 
     first = u.input("train/first_round")
     if u.settings.get("refine_crossfit"):  # each half judged by the student that did not learn from it
-        from ..atomic import write_parquet_atomic
-        from ..filter import crossfit_fold
+        from ..runtime.atomic import write_parquet_atomic
+        from ..selection.filter import crossfit_fold
 
         fold = crossfit_fold(web["item_id"])
         info = {"scored": 0}

@@ -1,4 +1,4 @@
-"""The teacher stage: train the image and the video teacher on the target clips (omni/teacher.py)."""
+"""The teacher stage: train the image and the video teacher on the target clips (omni/learning/teacher.py)."""
 from __future__ import annotations
 
 from .unit import Unit, curve_png, no_target_clips, run_options, take_core_share, target_samples
@@ -6,7 +6,7 @@ from .unit import Unit, curve_png, no_target_clips, run_options, take_core_share
 
 def body(u: Unit) -> dict:
     from ..config import AugmentConfig, ModelConfig
-    from ..teacher import train_teacher
+    from ..learning.teacher import train_teacher
 
     take_core_share(u)
     s = u.settings

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import cache
-from ..atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 from .crossfit import train_crossfit
 from .keys import unit_settings
 from .layout import stage_dir, teacher_kinds
@@ -41,7 +41,7 @@ def _baseline_is_the_video_teacher(u: Unit, rows: pd.DataFrame) -> Path | None:
 
 def body(u: Unit) -> dict:
     from ..config import TrainConfig
-    from ..train import train_student
+    from ..learning.train import train_student
 
     take_core_share(u)
     if u.part == "baseline":
@@ -63,7 +63,7 @@ def body(u: Unit) -> dict:
     elif u.settings.get("refine"):
         rows, selection = select_again(u)
         if u.settings.get("soft_target_sources"):
-            from ..manifest import with_judge_probs
+            from ..selection.manifest import with_judge_probs
 
             rows = with_judge_probs(rows, u.dir / "scores.parquet", u.settings["soft_target_sources"])
     else:

@@ -10,8 +10,8 @@ import pandas as pd
 
 from .. import cache
 from ..config import Config
-from ..cores import CoreShare
-from ..ranks import Ranks
+from ..runtime.cores import CoreShare
+from ..runtime.ranks import Ranks
 from .keys import Keys
 from .layout import StageError, stage_dir
 
@@ -69,7 +69,7 @@ def no_target_clips(split: str) -> StageError:
 
 def run_options(runtime: dict):
     """How fast and where training runs, from the runtime-only settings."""
-    from ..train import RunOptions
+    from ..learning.train import RunOptions
 
     return RunOptions(device=runtime["train.device"], checkpoint_every_steps=runtime["train.checkpoint_every_steps"],
                       loader_workers=runtime["train.loader_workers"])
@@ -77,12 +77,12 @@ def run_options(runtime: dict):
 
 def take_core_share(u: Unit) -> None:
     """Compute threads for this unit: ``train.threads`` when set, else this run's share of the
-    machine's cores (omni/cores.py), re-checked while it trains."""
+    machine's cores (omni/runtime/cores.py), re-checked while it trains."""
     u.cores.apply(force=True)
 
 
 def curve_png(u: Unit, res: dict) -> None:
-    from ..plots import training_curve_png
+    from ..reporting.plots import training_curve_png
 
     val = (res.get("val") or {}).get("top1")
     title = f"{u.name}: {res.get('steps')} steps" + (f", val top-1 {100 * val:.1f}%" if val is not None else "")

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hostile_helpers import FAST, RecordingFetcher  # noqa: E402
 from hostile_server import HostileServer  # noqa: E402
 
-from omni.fetch import FetchOptions  # noqa: E402
+from omni.fetching.fetch import FetchOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

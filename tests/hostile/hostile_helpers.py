@@ -8,7 +8,7 @@ import ssl
 import time
 from pathlib import Path
 
-from omni.fetch import Fetcher
+from omni.fetching.fetch import Fetcher
 
 FAST = dict(connect_timeout_s=0.5, read_timeout_s=1.0, tries=2, backoff_s=0.01, item_timeout_s=6.0,
             min_bytes_per_s=1000.0, rate_grace_s=1.0)

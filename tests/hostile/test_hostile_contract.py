@@ -10,11 +10,11 @@ import yaml
 from PIL import Image
 
 from flows.cli import main
-from omni.atomic import write_parquet_atomic
+from omni.runtime.atomic import write_parquet_atomic
 from omni.config import ConfigError, load_config
-from omni.dedup import mark_duplicates_and_leaks
-from omni.lists import ListError, read_crawl_list, read_target_list
-from omni.media import MediaError, check_image, check_video, sniff_file
+from omni.fetching.dedup import mark_duplicates_and_leaks
+from omni.fetching.lists import ListError, read_crawl_list, read_target_list
+from omni.video.media import MediaError, check_image, check_video, sniff_file
 from omni_testing import write_config
 
 CLASSES = ["run", "jump"]
@@ -257,7 +257,7 @@ def test_list_formats_the_readme_names_and_odd_values_in_extra_columns(tmp_path)
 
 
 def test_a_target_set_with_a_train_val_overlap_and_repeats():
-    from omni.ingest import mark_target_copies
+    from omni.fetching.ingest import mark_target_copies
 
     t = pd.DataFrame({"split": ["train", "train", "train", "val", "val", "train"],
                       "path": ["a", "b", "c", "v", "w", "d"], "status": ["ok", "ok", "ok", "ok", "ok", "failed"],

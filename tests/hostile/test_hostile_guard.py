@@ -7,8 +7,8 @@ import pytest
 from hostile_helpers import FakeResolver, Timer, make_tls
 from hostile_server import HostileServer, SlowRelay
 
-from omni import fetch
-from omni.fetch import address_refusal, pick_address
+from omni.fetching import fetch
+from omni.fetching.fetch import address_refusal, pick_address
 
 REFUSED = [
     "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.1", "192.168.1.1", "127.0.0.1", "127.1.2.3",

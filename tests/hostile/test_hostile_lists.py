@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from hostile_helpers import Timer
 
-from omni import lists
-from omni.lists import ListError, read_crawl_list
+from omni.fetching import lists
+from omni.fetching.lists import ListError, read_crawl_list
 
 CLASSES = ["run", "jump"]
 
@@ -269,7 +269,7 @@ def test_a_list_of_only_rows_past_the_limit_gives_each_its_reason(tmp_path, monk
 
 
 def test_target_lists_refuse_a_row_past_the_limit(tmp_path, monkeypatch):
-    from omni.lists import read_target_list
+    from omni.fetching.lists import read_target_list
 
     _small_limits(monkeypatch)
     (tmp_path / "t.csv").write_text(f"path,label\na.mp4,run\n{HUGE}.mp4,jump\n")

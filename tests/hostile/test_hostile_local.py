@@ -8,7 +8,7 @@ import socket
 import pytest
 from hostile_helpers import Timer
 
-from omni.fetch import local_roots_for
+from omni.fetching.fetch import local_roots_for
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_the_new_limits_are_settings_that_reach_the_fetcher():
     import dataclasses
 
     from omni.config import ExtractConfig, IngestConfig
-    from omni.fetch import FetchOptions
+    from omni.fetching.fetch import FetchOptions
 
     ingest, fetch_fields = IngestConfig(), {f.name for f in dataclasses.fields(FetchOptions)}
     for name in ("item_timeout_s", "min_bytes_per_s", "rate_grace_s", "local_roots"):

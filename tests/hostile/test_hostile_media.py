@@ -14,11 +14,11 @@ from hostile_helpers import Timer
 from PIL import Image, features
 
 from omni.config import ExtractConfig
-from omni import decode
-from omni.decode import (DecodeError, LimitError, capped_frames, decode_windows, evenly_spaced, frame_times,
+from omni.video import decode
+from omni.video.decode import (DecodeError, LimitError, capped_frames, decode_windows, evenly_spaced, frame_times,
                          load_image, open_video, video_stream, Window)
-from omni.extract import _windows_for, plan_windows
-from omni.media import MIN_SIDE, MediaError, check_image, check_video, jpeg_data_shortfall, sniff_file, sniff_type
+from omni.video.extract import _windows_for, plan_windows
+from omni.video.media import MIN_SIDE, MediaError, check_image, check_video, jpeg_data_shortfall, sniff_file, sniff_type
 
 CAP = 50_000_000
 
@@ -311,7 +311,7 @@ def _cover_first_mkv(path, frames=50, size=(64, 48), cover_default=False):
 
 @pytest.mark.parametrize("cover_default", [False, True])
 def test_a_cover_image_track_ahead_of_the_film_is_passed_over(tmp_path, cover_default):
-    from omni.shots import detect_shots
+    from omni.video.shots import detect_shots
 
     path = _cover_first_mkv(tmp_path / "with_cover.mkv", cover_default=cover_default)
     import av
@@ -390,8 +390,8 @@ def test_frames_that_outgrow_the_declared_size_are_refused_by_every_decoder(tmp_
 def test_extract_and_shot_detection_hold_the_pixel_cap(tmp_path):
     import pandas as pd
 
-    from omni.extract import extract_items
-    from omni.shots import detect_shots
+    from omni.video.extract import extract_items
+    from omni.video.shots import detect_shots
 
     path = _growing_video(tmp_path / "growing.ts", "mpegts", "libx264")
     with pytest.raises(LimitError, match="^too many pixels: 600x600 video frames > 100000$"):

@@ -61,8 +61,8 @@ def test_a_refusal_by_older_media_checks_is_judged_again(tmp_path):
 
     from test_hostile_media import _cover_first_mkv
 
-    from omni.ingest import _to_check
-    from omni.journal import Journal
+    from omni.fetching.ingest import _to_check
+    from omni.fetching.journal import Journal
 
     w = _world(tmp_path)
     _cover_first_mkv(w / "crawl" / "film.mkv")

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .config import MIN_CROP, AugmentConfig
-from .framestore import FrameStore
+from ..config import MIN_CROP, AugmentConfig
+from ..video.framestore import FrameStore
 from .pseudo_clip import warp_grids, warp_quads
 
 MEAN, STD = 0.45, 0.225
@@ -214,7 +214,7 @@ def shrink_for_input(frames: np.ndarray, size: int) -> np.ndarray:
     that reach the model (a 320 px still is warped ~12x faster for a 64 px input)."""
     from PIL import Image
 
-    from .decode import scaled_size
+    from ..video.decode import scaled_size
 
     h, w = frames.shape[1:3]
     target = int(np.ceil(size / MIN_CROP))

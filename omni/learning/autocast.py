@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 

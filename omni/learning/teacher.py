@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_json_atomic
-from .ranks import current
-from .config import AugmentConfig, ModelConfig
+from ..runtime.atomic import write_json_atomic
+from ..runtime.ranks import current
+from ..config import AugmentConfig, ModelConfig
 from .data import ClipDataset
 from .metrics import classification_metrics
 from .predict import predict

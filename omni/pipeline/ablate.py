@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import cache
-from .atomic import write_json_atomic
-from .config import Config, TrainConfig
-from .manifest import TRAIN_COLUMNS
+from .. import cache
+from ..config import Config, TrainConfig
+from ..runtime.atomic import write_json_atomic
+from ..selection.manifest import TRAIN_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _rows(cfg: Config, v: Variant) -> pd.DataFrame:
 
 
 def _unit_key(cfg: Config, keys, v: Variant, tcfg: TrainConfig) -> str:
-    from .pipeline.keys import _AUX_ONLY_TRAIN, _SECOND_ROUND_ONLY_TRAIN, _section
+    from .keys import _AUX_ONLY_TRAIN, _SECOND_ROUND_ONLY_TRAIN, _section
 
     train = _section(tcfg, _SECOND_ROUND_ONLY_TRAIN, prefix="train")  # (the first round's selection: no soft targets)
     if v.sources == ():  # target only: the web-data settings do not matter
@@ -100,9 +100,11 @@ def _unit_key(cfg: Config, keys, v: Variant, tcfg: TrainConfig) -> str:
 def run_ablation(cfg: Config, keys, seeds: int = 1, progress_for: Callable[[str], object] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
     """Train and evaluate every variant x seed (cached); returns and writes the table."""
-    from .evaluate import evaluate_model
-    from .pipeline import StageError, require, run_options, runtime_settings
-    from .train import train_student
+    from ..learning.evaluate import evaluate_model
+    from ..learning.train import train_student
+    from .keys import runtime_settings
+    from .layout import StageError
+    from .unit import require, run_options
 
     require(cfg, keys, "manifest")
     require(cfg, keys, "extract/target")
@@ -156,7 +158,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_outputs(table: pd.DataFrame, out_root: Path) -> None:
-    from .plots import bar_chart_png
+    from ..reporting.plots import bar_chart_png
 
     out_root.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_root / "ablation.csv", index=False)

@@ -23,15 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, WeightedRandomSampler, default_collate
 
-from . import diskspace
-from .atomic import torch_save_atomic
-from .cancel import Cancelled
-from .config import LEGACY_INPUT, ModelConfig
+from ..runtime import diskspace
+from ..runtime.atomic import torch_save_atomic
+from ..runtime.cancel import Cancelled
+from ..config import LEGACY_INPUT, ModelConfig
 from .data import ClipDataset, resampling_weights
 from .models import build_model, freeze_batchnorm, memory_format
 from .pretrained import classifier_name, is_named
-from .precision import use_autocast
-from .ranks import Ranks, current
+from .autocast import use_autocast
+from ..runtime.ranks import Ranks, current
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +330,7 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
         should_stop: Callable[[], bool] | None = None) -> dict:
     """Train and write ``model.pt`` (weights, config, class names) under ``out_dir``.
 
-    Under ``torchrun`` (omni/ranks.py) every rank trains a DistributedDataParallel replica on its
+    Under ``torchrun`` (omni/runtime/ranks.py) every rank trains a DistributedDataParallel replica on its
     slice of each global batch (``RankSlices``); rank 0 writes checkpoints and the model, and
     every rank resumes from the same checkpoint."""
     ranks = current()

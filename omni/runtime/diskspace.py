@@ -1,7 +1,7 @@
 """A full disk: refuse big work that clearly does not fit, and stop with one clear line when a
 write runs out of space (``NoSpace``), never recording the failure as a bad item.
 
-Every write omni makes goes to a temporary name first (omni/atomic.py, the frame store's
+Every write omni makes goes to a temporary name first (omni/runtime/atomic.py, the frame store's
 shards, downloads' ``.part-*`` files), so a write cut short by a full disk leaves nothing a
 later run would trust; the same command resumes once space is freed.
 """

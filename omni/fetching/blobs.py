@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .atomic import write_atomic
+from ..runtime.atomic import write_atomic
 
 
 def blob_path(blobs: Path, sha: str, ext: str) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .dedup import mark_cross_source_duplicates
+from ..fetching.dedup import mark_cross_source_duplicates
 
 CONTRACT_COLUMNS = ["url", "source", "kind", "query", "status", "reason", "train_label", "teacher_label",
                     "teacher_score", "start_s", "end_s"]

@@ -15,7 +15,7 @@ import json
 import threading
 from pathlib import Path
 
-from .atomic import _json_default
+from ..runtime.atomic import _json_default
 
 
 def entry_key(url: str, kind: str) -> str:

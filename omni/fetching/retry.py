@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .atomic import write_json_atomic
+from ..runtime.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 

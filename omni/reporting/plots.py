@@ -16,7 +16,7 @@ LR = (255, 127, 14)
 
 
 def _save(im: Image.Image, out: Path) -> Path:
-    from .atomic import write_atomic
+    from ..runtime.atomic import write_atomic
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import FilterConfig
+from ..config import FilterConfig
 
 
 def read_scores(path: Path, batch_rows: int = 65536) -> pd.DataFrame:
@@ -195,7 +195,7 @@ def teacher_note(kind: str, val, num_classes: int, fcfg: FilterConfig | None = N
 
 def weak_teacher_warning(kind: str, note: dict, num_classes: int, fcfg: FilterConfig | None = None) -> str:
     """One sentence for the user: the teacher's numbers, what its filter does, and the options."""
-    from .metrics import WEAK_QUERY_AUC, weak_top1_bar
+    from ..learning.metrics import WEAK_QUERY_AUC, weak_top1_bar
 
     n = num_classes or (round(1 / note["chance"]) if note.get("chance") else 0)
     near = n >= 2 and note["top1"] < weak_top1_bar(n)

@@ -16,14 +16,14 @@ from typing import Callable
 
 import pandas as pd
 
-from .atomic import write_json_atomic, write_parquet_atomic
+from ..runtime.atomic import write_json_atomic, write_parquet_atomic
 from .dedup import mark_duplicates_and_leaks
-from .fanout import map_shards
+from ..runtime.fanout import map_shards
 from .fetch import Fetcher, FetchOptions, local_signature
 from .ingest_stats import source_stats
 from .journal import Journal
 from .lists import read_crawl_list, read_target_list
-from .media import CHECKS_VERSION
+from ..video.media import CHECKS_VERSION
 from .retry import RetryCounts, retry_source
 from .validate import VAL_THUMBS, ValidateOptions, fetch_and_validate, validate_target
 
@@ -272,7 +272,7 @@ def retry_failed_rows(name: str, kind: str, list_path: Path, url_column: str, qu
                       validate: ValidateOptions, tmp: Path, journal_dir: Path, blobs: Path,
                       classes: frozenset[str], workers: int = 16) -> RetryCounts:
     """Fetch again the URLs of one crawl list whose download failed for a transient reason in
-    ``classes`` (omni/retry.py); appends their new records to the journal and touches nothing
+    ``classes`` (omni/fetching/retry.py); appends their new records to the journal and touches nothing
     else. The ingest unit then rebuilds ``items.parquet`` from the journal."""
     items = read_source_list(name, kind, list_path, class_names, url_column, query_column, default_query)
     rows_urls = list(items.loc[items["query_error"] == "", "url"])

@@ -13,9 +13,9 @@ import numpy as np
 
 from . import leak
 from .blobs import store_download, store_resized_jpeg
-from .diskspace import is_disk_full
+from ..runtime.diskspace import is_disk_full
 from .fetch import Fetcher
-from .media import (CHECKS_VERSION, DEFAULT_MAX_VIDEO_PIXELS, EXTENSIONS, IMAGE_TYPES, MediaError, check_image,
+from ..video.media import (CHECKS_VERSION, DEFAULT_MAX_VIDEO_PIXELS, EXTENSIONS, IMAGE_TYPES, MediaError, check_image,
                     check_video, sniff_file)
 
 THUMB_SIDE = 48
@@ -33,7 +33,7 @@ VAL_THUMBS = 16  # leak thumbnails per target val clip, spread evenly over its d
 
 def video_thumbs(path: str, duration: float, n: int = 4,
                  max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> np.ndarray:
-    from .decode import LimitError, Window, decode_windows
+    from ..video.decode import LimitError, Window, decode_windows
 
     windows = [Window(duration * k / n, duration * (k + 1) / n) for k in range(n)]
     try:
@@ -47,7 +47,7 @@ def _resized(im, short_side: int):
     """A PIL image at ``short_side`` (area averaging, like OpenCV's INTER_AREA); never upscaled."""
     from PIL import Image
 
-    from .decode import scaled_size
+    from ..video.decode import scaled_size
 
     size = scaled_size(im.width, im.height, short_side)
     return im if size == im.size else im.resize(size, Image.BOX)

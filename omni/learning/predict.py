@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ClipDataset
-from .precision import use_autocast
+from .autocast import use_autocast
 
 
 def view_grid(views: int) -> list[tuple[float, float]]:

@@ -9,7 +9,7 @@ Every model takes ``float[B, 3, T, H, W]`` and returns class logits.
   apart by direction, rotation sense or growth need that (issue 33).
 - ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: torchvision's video ResNets, for GPU workers.
 ``pretrained`` loads named timm / torchvision weights from their caches or a local file, never
-downloading (omni/pretrained.py); the classifier is new for the user's classes.
+downloading (omni/learning/pretrained.py); the classifier is new for the user's classes.
 """
 from __future__ import annotations
 

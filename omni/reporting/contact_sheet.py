@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .framestore import FrameStore
+from ..video.framestore import FrameStore
 
 TILE = 72
 PAD = 4

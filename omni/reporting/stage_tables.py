@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import cache
-from .config import Config
-from .pipeline import stage_dir, units
+from .. import cache
+from ..config import Config
+from ..pipeline import stage_dir, units
 
 
 def _done(cfg: Config, unit: str) -> dict:

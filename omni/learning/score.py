@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import concat_parquet_atomic, write_parquet_atomic
-from .fanout import map_shards
+from ..runtime.atomic import concat_parquet_atomic, write_parquet_atomic
+from ..runtime.fanout import map_shards
 from .models import is_2d
 from .predict import predict
 from .teacher import teacher_dataset
@@ -95,7 +95,7 @@ def prepare_parts(out_dir: Path, samples: int, shard_items: int) -> None:
     import json
     import shutil
 
-    from .atomic import write_json_atomic
+    from ..runtime.atomic import write_json_atomic
 
     parts = Path(out_dir) / "parts"
     layout = {"samples": samples, "shard_items": shard_items}

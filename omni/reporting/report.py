@@ -6,9 +6,9 @@ from collections import Counter
 
 import pandas as pd
 
-from .config import Config
-from .filter import teacher_notes
-from .pipeline import read_metrics, runs, stage_dir, teacher_kinds
+from ..config import Config
+from ..selection.filter import teacher_notes
+from ..pipeline import read_metrics, runs, stage_dir, teacher_kinds
 
 
 def pipeline_report(cfg: Config) -> dict:

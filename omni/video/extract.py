@@ -17,11 +17,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .config import ExtractConfig
+from ..config import ExtractConfig
 from .decode import DecodeError, Window, decode_windows, load_image
-from .diskspace import is_disk_full
-from .atomic import write_parquet_atomic
-from .fanout import map_shards
+from ..runtime.diskspace import is_disk_full
+from ..runtime.atomic import write_parquet_atomic
+from ..runtime.fanout import map_shards
 from .framestore import ShardWriter
 from .media import DEFAULT_MAX_VIDEO_PIXELS
 
@@ -230,7 +230,7 @@ def extract_items(work: list[dict], out_dir: Path, store_prefix: str, ecfg: Extr
     ``shard`` in the samples table is ``<store_prefix>/frames/<shard id>``: a path relative to
     the folder that readers open the frame store at (the workdir), so samples from several
     extract units can be read through one store. With ``scheduler`` the chunks run on that Dask
-    cluster (omni/fanout.py); the frame store and table are the same either way. No video frame of
+    cluster (omni/runtime/fanout.py); the frame store and table are the same either way. No video frame of
     more than ``max_pixels`` (``ingest.max_video_pixels``) is decoded."""
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ from urllib3.exceptions import (DecodeError, InvalidChunkLength, InvalidHeader, 
                                 NewConnectionError, ProtocolError, SSLError)
 from urllib3.exceptions import TimeoutError as _U3Timeout
 
-from .diskspace import is_disk_full
+from ..runtime.diskspace import is_disk_full
 
 RETRY_STATUS = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}

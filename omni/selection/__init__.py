@@ -1,0 +1,1 @@
+"""Selection: the filter's rules over teacher scores and the Parquet manifests they produce."""
