@@ -65,10 +65,11 @@ class LocalPrefect:
         self.env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_LOGGING_EXTRA_LOGGERS": "omni", "PREFECT_API_URL": self.url, "OMNI_HOME": str(ROOT)}
         self.procs: list[tuple[subprocess.Popen, object, int]] = []
+        self.server: subprocess.Popen | None = None
 
     # -- processes
     def _start(self, name: str, args: list[str], sig=signal.SIGINT) -> subprocess.Popen:
-        log = open(self.home / f"{name}.log", "w")
+        log = open(self.home / f"{name}.log", "a")  # a restarted server adds to its log
         env = dict(self.env)
         if name == "server":
             env.pop("PREFECT_API_URL")
@@ -84,9 +85,12 @@ class LocalPrefect:
         except OSError:
             return ""
 
-    def __enter__(self) -> "LocalPrefect":
+    def start_server(self) -> subprocess.Popen:
+        """``prefect server start`` on this home and port (again, after ``stop_server``: the same
+        database); returns once its API answers."""
         p = self._start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
                         sig=signal.SIGTERM)
+        self.server = p
 
         def up() -> bool:
             if p.poll() is not None:
@@ -97,8 +101,19 @@ class LocalPrefect:
             except OSError:
                 return False
 
+        wait_for(up, 180, "the Prefect server")
+        return p
+
+    def stop_server(self) -> None:
+        """Stop the server (SIGTERM) and wait until it has exited; workers and runs are left alone."""
+        for entry in [e for e in self.procs if e[0] is self.server]:
+            stop(entry[0], entry[2])
+            entry[1].close()
+            self.procs.remove(entry)
+
+    def __enter__(self) -> "LocalPrefect":
         try:
-            wait_for(up, 180, "the Prefect server")
+            self.start_server()
         except BaseException:
             self.__exit__(None, None, None)
             raise

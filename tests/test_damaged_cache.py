@@ -11,28 +11,14 @@ import pytest
 from omni import cache, pipeline
 from omni.config import load_config
 
-from omni_testing import write_config
+from omni_testing import snapshot, write_config
 
 STAGES = ("ingest", "extract")
 
 
 def _snapshot(workdir: Path) -> dict[str, bytes]:
     """Every output of the ingest and extract units, by path (journals, pictures and times aside)."""
-    out = {}
-    for top in STAGES:
-        for p in sorted((workdir / top).rglob("*")):
-            rel = p.relative_to(workdir).as_posix()
-            if not p.is_file() or "/journal/" in rel or "/tmp/" in rel or p.name == "_started.json":
-                continue
-            data = p.read_bytes()
-            if p.suffix == ".json":  # elapsed times differ between runs
-                rec = json.loads(data)
-                if isinstance(rec, dict):
-                    for k in ("elapsed_s", "items_per_s", "checked_this_run", "fetched_this_run", "_outputs"):
-                        rec.pop(k, None)
-                data = json.dumps(rec, sort_keys=True).encode()
-            out[rel] = data
-    return out
+    return snapshot(workdir, STAGES)
 
 
 def _run(cfg) -> dict[str, bool]:
