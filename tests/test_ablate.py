@@ -10,6 +10,8 @@ from omni.config import load_config
 
 from omni_testing import write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 
 @pytest.fixture(scope="module")
 def ablated(tmp_path_factory, tiny_world):

@@ -1,4 +1,5 @@
 """Precision is chosen per device; these tests hold on a CPU with or without native bf16."""
+import pytest
 import torch
 
 from omni.learning import autocast
@@ -36,6 +37,7 @@ def test_auto_measures_once_per_machine_and_picks_bf16_only_when_faster(monkeypa
     assert autocast.use_autocast("auto", CPU) is False  # slower (or barely faster): fp32
 
 
+@pytest.mark.e2e
 def test_the_first_verdict_can_be_asked_for_while_scoring(monkeypatch, tmp_path):
     """A fresh process that only scores (a Dask worker, a rerun whose training is cached) asks
     for the verdict under no_grad / inference_mode: the measurement must still train (real

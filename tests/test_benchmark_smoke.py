@@ -15,6 +15,8 @@ import pytest
 
 from omni.config import ModelConfig
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -13,6 +13,8 @@ from omni.video.framestore import FrameStore
 
 from omni_testing import write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 distributed = pytest.importorskip("distributed")
 
 WEB = ("web_images", "web_videos", "untrimmed")

@@ -42,6 +42,7 @@ def _redone_alone(cfg, reference, unit: str) -> None:
     assert all(_run(cfg).values())  # and then all cache hits again
 
 
+@pytest.mark.e2e
 def test_a_truncated_frame_shard_redoes_its_extract_unit(done):
     cfg, reference, _ = done
     shard = next((cfg.workdir / "extract" / "web_videos" / "frames").glob("shard-*.bin"))

@@ -46,6 +46,7 @@ def _error_lines(err: str) -> list[str]:
     return [ln for ln in lines if ln.startswith("omni: ") or "Traceback" in ln]
 
 
+@pytest.mark.e2e
 def test_a_disk_filling_up_mid_extract_stops_with_one_line_and_the_same_command_resumes(
         tmp_path, tiny_world, reference, monkeypatch, capsys):
     from omni.video import framestore

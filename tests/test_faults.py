@@ -28,6 +28,8 @@ from omni.config import load_config
 
 from omni_testing import decode_gate_env, snapshot, snapshot_diff, wait_for, write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from local_prefect import LocalPrefect, stop  # noqa: E402

@@ -15,6 +15,8 @@ from omni.demo.world import ground_truth_report
 
 from omni_testing import write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 
 def _run_all(cfg):
     return {r.stage: r for r in pipeline.run_pipeline(cfg)}

@@ -19,6 +19,8 @@ from omni.demo.world import served_lists
 
 from omni_testing import write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -118,6 +118,7 @@ def test_reasons_are_classed_transient_or_permanent():
         parse_classes(["resets"])
 
 
+@pytest.mark.e2e
 def test_retry_failed_fetches_only_transient_failures_and_a_plain_run_picks_them_up(tmp_path, tiny_world,
                                                                                     flaky_server, capsys):
     from flows.cli import main

@@ -22,6 +22,8 @@ from omni.learning.train import RankSlices
 
 from omni_testing import write_config
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 
 def _batches(sampler_factory, batch, drop_last, world):
     single = list(BatchSampler(sampler_factory(), batch, drop_last))

@@ -72,6 +72,7 @@ def _matches(reason: str, expected: str) -> bool:
     return reason == expected
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path,opts,expected,limit_s", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_hostile_server_case(srv, make_fetcher, path, opts, expected, limit_s):
     fetcher = make_fetcher(**opts)

@@ -8,6 +8,8 @@ import pytest
 from omni import pipeline
 from omni.config import config_from_dict
 
+pytestmark = pytest.mark.e2e  # runs stages end to end: the slow tier (`pytest -m "not e2e"` skips it)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
