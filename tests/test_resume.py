@@ -123,9 +123,35 @@ def ready_to_train(tmp_path_factory, tiny_world):
     return cfg_path, cfg.workdir / "train" / "omnisource"
 
 
-def test_kill_during_training_resumes_from_the_checkpoint(ready_to_train):
+def _copy_of_the_run(cfg_path: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The same config over a copy of its workdir (the keys do not depend on where it is)."""
+    import shutil
+
+    import yaml
+
+    cfg = yaml.safe_load(cfg_path.read_text())
+    shutil.copytree(cfg["workdir"], tmp_path / "work")
+    cfg["workdir"] = str(tmp_path / "work")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "config.yaml", tmp_path / "work"
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    import torch
+
+    x, y = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+    return x["model"].keys() == y["model"].keys() and all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+
+
+def test_kill_during_training_resumes_from_the_checkpoint_to_the_uninterrupted_model(ready_to_train, tmp_path):
+    """SIGKILL mid-training, then the same command: it resumes from the last checkpoint and ends
+    with the model, tensor for tensor, of a run that was never interrupted (the checkpoint keeps
+    the data streams' positions, the augmentations' visit counters and the random states)."""
     cfg_path, run_dir = ready_to_train
     sets = ["--set", "train.model.steps=120", "--set", "train.checkpoint_every_steps=5"]
+    ref_cfg, ref_work = _copy_of_the_run(cfg_path, tmp_path)
+    p = _omni("train", str(ref_cfg), "--no-prefect", *sets)
+    assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-2000:]
     p = _omni("train", str(cfg_path), "--no-prefect", *sets)
     assert _wait_for(lambda: (run_dir / "checkpoint.pth").exists(), timeout=300)
     os.kill(p.pid, signal.SIGKILL)
@@ -135,6 +161,36 @@ def test_kill_during_training_resumes_from_the_checkpoint(ready_to_train):
     assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-2000:]
     info = json.loads((run_dir / "_done.json").read_text())
     assert 0 < info["resumed_from_step"] < info["steps"]
+    for run in ("first_round", "omnisource"):
+        assert _same_weights(ref_work / "train" / run / "model.pt", run_dir.parent / run / "model.pt"), run
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_exactly_the_uninterrupted_model(ready_to_train, tmp_path):
+    """In process, with two web sources and mixup: stopped at step 13 of 30 (mid-epoch), then
+    resumed with fresh datasets (as a new process would), the model equals the uninterrupted one."""
+    from omni.config import ModelConfig
+    from omni.learning.data import ClipDataset
+    from omni.learning.train import JointOptions, fit
+    from omni.runtime.cancel import Cancelled
+
+    work = load_config(ready_to_train[0]).workdir
+    rows = pd.read_parquet(work / "manifest" / "train.parquet")
+    m = ModelConfig(arch="c3d_small", width=4, input_size=24, num_frames=4, steps=30, batch_size=16)
+    joint = JointOptions(aux_batch_size=4, mixup_alpha=0.2)
+
+    def train(out, should_stop=None):
+        target = ClipDataset.for_model(rows[rows["source"] == "target"], work, m, train=True)
+        web = {s: ClipDataset.for_model(g, work, m, train=True)
+               for s, g in rows[rows["source"] != "target"].groupby("source")}
+        assert len(web) >= 2
+        return fit(m, list("abcd"), target, out, "k", aux=web, joint=joint, amp=False, should_stop=should_stop)
+
+    train(tmp_path / "uninterrupted")
+    steps = iter(range(1, 100))
+    with pytest.raises(Cancelled, match="stopped at step 13/30"):
+        train(tmp_path / "stopped", should_stop=lambda: next(steps) >= 13)
+    assert train(tmp_path / "stopped")["resumed_from_step"] == 13
+    assert _same_weights(tmp_path / "uninterrupted" / "model.pt", tmp_path / "stopped" / "model.pt")
 
 
 def test_sigterm_during_training_stops_within_seconds_keeps_the_checkpoint_and_resumes(ready_to_train):

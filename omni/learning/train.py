@@ -81,6 +81,45 @@ def _forever(loader: DataLoader) -> Iterator:
         yield from loader
 
 
+class AuxStream:
+    """One auxiliary source's batches, forever, and resumable: ``batches`` counts what was drawn,
+    and ``skip(n)`` draws the next ``n`` batches' indices without reading a clip, so a resumed run
+    reads exactly the batches an uninterrupted one would (with the dataset's visit counter
+    restored, the same augmentations too). In process (no loader workers) it reads the clips
+    itself, drawing one number of the global random stream at each pass as a DataLoader iterator
+    does, so its batches and every random draw after them equal ``DataLoader``'s; with workers
+    it is the DataLoader, resumed at a pass's start only."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader, self.batches = loader, 0
+        self._in_process = loader.num_workers == 0
+        self._indices = self._index_passes() if self._in_process else None
+        self._loaded = None if self._in_process else _forever(loader)
+
+    def _index_passes(self) -> Iterator[list]:
+        while True:
+            passes = iter(self.loader.batch_sampler)
+            torch.empty((), dtype=torch.int64).random_()  # the base seed a DataLoader iterator draws
+            yield from passes
+
+    def skip(self, n: int) -> None:
+        if not self._in_process:
+            return
+        for _ in range(n):
+            next(self._indices)
+        self.batches += n
+
+    def __iter__(self) -> "AuxStream":
+        return self
+
+    def __next__(self):
+        self.batches += 1
+        if not self._in_process:
+            return next(self._loaded)
+        ds = self.loader.dataset
+        return self.loader.collate_fn([ds[i] for i in next(self._indices)])
+
+
 def _loader_args(workers: int, dev: torch.device) -> dict:
     """0 workers = load in the training process (enough on a CPU, where the frame store reads
     ~25x faster than a small model trains); more for GPU workers."""
@@ -124,19 +163,21 @@ class FullBatches(torch.utils.data.Sampler):
     def __init__(self, n: int, batch: int, seed: int):
         self.n, self.batch, self.seed, self.epoch = n, batch, seed, 0
         self.per_epoch = -(-n // batch) * batch if n else 0
+        self.skip = 0  # clips of the next pass already trained on (a run resumed mid-epoch)
 
     def __len__(self) -> int:
-        return self.per_epoch
+        return self.per_epoch - self.skip
 
     def __iter__(self):
-        start = self.epoch * self.per_epoch
+        done, self.skip = self.skip, 0
+        start, need = self.epoch * self.per_epoch + done, self.per_epoch - done
         out, j = [], start // self.n if self.n else 0
         skip = start - j * self.n
-        while len(out) < self.per_epoch:
+        while len(out) < need:
             perm = np.random.default_rng([self.seed, j]).permutation(self.n)
             out.extend(perm[skip:].tolist())
             skip, j = 0, j + 1
-        return iter(out[:self.per_epoch])
+        return iter(out[:need])
 
 
 def _collate(batch: list):
@@ -324,6 +365,32 @@ def train_one_epoch(model, tloader: DataLoader, aux_iters: dict, opt, sched, sta
         on_step()
 
 
+def _stream_positions(state: _State, target: ClipDataset, aux_iters: dict) -> dict:
+    """What a checkpoint keeps besides the weights so that a resumed run continues exactly: the
+    data streams' positions, the datasets' visit counters (their augmentations), NumPy's global
+    random state (mixup), the clips seen and the recent losses (the curve, the final loss)."""
+    return {"np_rng": np.random.get_state(), "seen": state.seen,
+            "losses": [float(x) for x in state.losses], "target_visits": target._calls,
+            "aux": {k: {"batches": it.batches, "visits": it.loader.dataset._calls} for k, it in aux_iters.items()}}
+
+
+def _resume_streams(ck: dict, state: _State, target: ClipDataset, tsampler: FullBatches, aux_iters: dict,
+                    steps_per_epoch: int, batch: int, dev: torch.device) -> None:
+    """Put the data streams where the checkpoint's run left them (``_stream_positions``); a
+    checkpoint from before these were kept resumes at its epoch's start, as it always did."""
+    if "target_visits" not in ck:
+        return
+    tsampler.skip = (state.step % max(1, steps_per_epoch)) * batch
+    target._calls = ck["target_visits"]
+    for k, it in aux_iters.items():
+        pos = ck["aux"].get(k, {"batches": 0, "visits": 0})
+        it.skip(pos["batches"])
+        it.loader.dataset._calls = pos["visits"]
+    np.random.set_state(ck["np_rng"])
+    state.seen = ck["seen"]
+    state.losses = [torch.tensor(x, device=dev) for x in ck["losses"]]
+
+
 def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir: Path, key: str, *,
         aux: dict[str, ClipDataset] | None = None, joint: JointOptions = JointOptions(), seed: int = 0,
         amp: bool | str = "auto", run: RunOptions = RunOptions(), progress: Progress | None = None,
@@ -349,7 +416,7 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     tsampler = FullBatches(len(target), batch, seed)
     tloader = _loader(target, tsampler, batch, True, ranks, largs, skip_short=True, generator=gen)
     aux = {k: v for k, v in (aux or {}).items() if len(v)}
-    aux_iters = {k: _forever(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs, ranks))
+    aux_iters = {k: AuxStream(_aux_loader(v, joint.aux_batch_size, joint, seed + i, largs, ranks))
                  for i, (k, v) in enumerate(aux.items())}
     steps_per_epoch = len(tloader)
     total = total_steps(mcfg, steps_per_epoch)
@@ -363,6 +430,7 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
         have = ckpt_path.stat().st_size if ckpt_path.exists() else 0
         diskspace.require(out_dir, 4 * weights - have, f"training {out_dir.name} (a {weights / 1e6:.0f} MB model)")
     state = _State(step=0, total=total, steps_per_epoch=steps_per_epoch, losses=[])
+    curve: list[dict] = []
     try:
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False) if ckpt_path.exists() else {}
     except Exception as exc:  # a damaged checkpoint: start again rather than fail
@@ -375,6 +443,8 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["lr_scheduler"])
             state.step = ck["step"]
+            _resume_streams(ck, state, target, tsampler, aux_iters, steps_per_epoch, batch, dev)
+            curve = list(ck.get("curve", []))
             torch.set_rng_state(ck["torch_rng"])
             log.info("%s: resuming from step %d/%d", out_dir.name, state.step, total)
         else:
@@ -388,7 +458,6 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
     resumed_from = state.step
     started = time.time()
     log_every = max(1, total // 10)
-    curve: list[dict] = []
 
     def checkpoint() -> None:
         if not ranks.main:
@@ -396,7 +465,8 @@ def fit(mcfg: ModelConfig, class_names: list[str], target: ClipDataset, out_dir:
         torch_save_atomic({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
                            "lr_scheduler": sched.state_dict(), "step": state.step,
                            "torch_rng": torch.get_rng_state(), "config": mcfg.model_dump(mode="json"),
-                           "class_names": list(class_names)}, ckpt_path)
+                           "class_names": list(class_names), "curve": curve,
+                           **_stream_positions(state, target, aux_iters)}, ckpt_path)
 
     def on_step() -> None:
         if progress:
