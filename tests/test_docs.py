@@ -97,3 +97,25 @@ def test_readme_is_short():
     assert lines <= README_MAX_LINES, (
         f"README.md has {lines} lines (at most {README_MAX_LINES}): it is for users; move detail into docs/ "
         "and link it")
+
+def _result_tables():
+    spec = importlib.util.spec_from_file_location("result_tables", ROOT / "scripts" / "result_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quoted_result_tables_match_their_result_files():
+    mod = _result_tables()
+    stale = [d.name for d in mod.documents() if mod.filled(d.read_text()) != d.read_text()]
+    assert not stale, f"{stale}: a quoted result table differs from its file: run `.venv/bin/python scripts/result_tables.py`"
+    quoting = [d.name for d in mod.documents() if mod.BLOCK.search(d.read_text())]
+    assert {"README.md", "performance.md"} <= set(quoting)
+
+
+def test_a_quoted_table_follows_its_file(tmp_path, monkeypatch):
+    mod = _result_tables()
+    (tmp_path / "t.md").write_text("| world | top1 |\n|---|---|\n| a | 1 |\n| MEAN | 2 |\n")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    doc = "x\n<!-- table: t.md rows: MEAN -->\n| stale |\n<!-- end table -->\ny\n"
+    assert mod.filled(doc) == "x\n<!-- table: t.md rows: MEAN -->\n| world | top1 |\n|---|---|\n| MEAN | 2 |\n<!-- end table -->\ny\n"
