@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import ipaddress
+import itertools
 import math
 import os
 import random
 import re
 import socket
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -272,6 +272,20 @@ class _Deadline:
             with self._lock:
                 for sock in self._socks:
                     _shut(sock)
+
+
+_PART_IDS = itertools.count()
+
+
+def _new_part(folder: Path) -> tuple[int, str]:
+    """A new, empty download file ``.part-<pid>-<n>`` in ``folder`` (owner-only, as mkstemp makes
+    them), without mkstemp's random names: a process counter is unique, O_EXCL makes sure."""
+    while True:
+        path = os.path.join(folder, f".part-{os.getpid()}-{next(_PART_IDS)}")
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:  # left by an earlier process with the same pid
+            continue
 
 
 class _Watchdog:
@@ -617,7 +631,7 @@ class Fetcher:
         if declared is not None and declared > cap:
             resp.close()
             return Fetched(False, _too_large(cap), http_status=status), None
-        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=self.tmp_dir)
+        fd, tmp = _new_part(self.tmp_dir)
         h = hashlib.sha256()
         n = 0
         failure: tuple[str, float | None] | None = None

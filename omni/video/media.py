@@ -175,6 +175,8 @@ def upright(im):
 
     try:
         orientation = im.getexif().get(0x0112, 1)
+        if orientation not in (2, 3, 4, 5, 6, 7, 8):  # nothing to turn: the image itself, not
+            return im, False                           # exif_transpose's copy of it
         turned = ImageOps.exif_transpose(im)
     except Exception:  # unreadable EXIF: keep the pixels as stored
         return im, False
