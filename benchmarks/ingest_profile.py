@@ -1,15 +1,14 @@
-"""Where one image item's ingest CPU goes: a cProfile breakdown of omni's image ingest (not run in CI).
+"""Where one image item's ingest CPU goes, part by part (not run in CI).
 
 Serves ``benchmarks/ingest_vs_img2dataset.py``'s clean list (the same distinct JPEGs, from a
-separate ``http.server`` process on 127.0.0.1, so the server's CPU is not counted) and runs
-``omni.fetching.ingest.ingest_source`` on it in this process with the fetch jobs run one after
-the other on the main thread (``_run_jobs`` replaced by a plain loop), under cProfile. Each
-part's share is its functions' cumulative CPU time (``time.process_time``) over the whole
-call's, per item: fetch (HTTP, temp-file write), sha256, sniffing, the JPEG data-length
-check, decode (open, DCT-scaled load, EXIF orientation, RGB), resize, leak thumbnail, store
-(original and re-encoded JPEG), journal, and the batch steps (list, records, dedup and leaks,
-Parquet, stats). A second, unprofiled run of the same call gives the real per-item CPU time
-(cProfile's own overhead inflates Python-heavy parts; the shares are what to read).
+separate ``http.server`` process on 127.0.0.1, so the server's CPU is not counted) and runs the
+``ingest/images`` unit on it in this process with the fetch jobs run one after the other on the
+main thread (``_run_jobs`` replaced by a plain loop). Each part's functions are wrapped by a
+thread-CPU timer: fetch (HTTP, sha256, temp-file write), sniffing, the JPEG data-length check,
+decode (open, DCT-scaled load, RGB), EXIF orientation, resize, leak thumbnail, store (original
+and re-encoded JPEG), journal, and the batch steps (list, records, dedup and leaks, Parquet,
+stats). Rounds alternate an untimed run (the real CPU per item) and a timed one (the shares).
+``--top N`` adds one run under cProfile and prints its top functions by own time.
 
     .venv/bin/python benchmarks/ingest_profile.py --images 200            # 640x480/1024x768 JPEGs
     .venv/bin/python benchmarks/ingest_profile.py --images 200 --small    # 320x240/400x300
