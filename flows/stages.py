@@ -33,16 +33,21 @@ from omni.runtime.progress import TextProgress  # noqa: E402
 logging.getLogger("omni").setLevel(logging.INFO)
 
 
+def config_label(config_path) -> str:
+    """A config path as run names show it: ``demo/config.yaml``."""
+    from pathlib import Path
+
+    p = Path(str(config_path))
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def run_name(stage: str):
     """Flow run names that say what ran on what: ``train · demo/config.yaml``."""
 
     def name() -> str:
-        from pathlib import Path
-
         from prefect.runtime import flow_run
 
-        p = Path(str(flow_run.parameters.get("config_path", "")))
-        return f"{stage} · {p.parent.name}/{p.name}" if p.parent.name else f"{stage} · {p.name}"
+        return f"{stage} · {config_label(flow_run.parameters.get('config_path', ''))}"
 
     return name
 

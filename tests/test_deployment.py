@@ -41,7 +41,7 @@ def tiny_config(tmp_path: Path) -> tuple[Path, dict]:
 def test_readme_deployment_path_end_to_end(prefect, tmp_path):
     prefect.deploy_all()
     deployments = {d["name"] for d in prefect.api("/deployments/filter", {})}
-    assert {"omnisource-cpu", "omnisource-gpu", *STAGES} <= deployments
+    assert {"omnisource-cpu", "omnisource", *STAGES} <= deployments
     cfg_path, cfg = tiny_config(tmp_path)
     prefect.start_worker("omni-cpu")
 
