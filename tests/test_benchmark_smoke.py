@@ -178,7 +178,7 @@ def test_clip_load_smoke(tmp_path):
     assert data.noise_slice.__name__ == "noise_slice"  # the benchmark put omni's own back
 
 
-@pytest.mark.parametrize("name", ["ingest_vs_img2dataset", "extract_vs_ffmpeg", "frame_store", "scaling",
+@pytest.mark.parametrize("name", ["ingest_vs_img2dataset", "extract_vs_ffmpeg", "frame_store", "scaling", "ingest_profile",
                                   "concurrency", "crossfit_side_by_side", "clip_load"])
 def test_every_benchmark_has_a_smoke_flag(name):
     assert "--smoke" in (BENCH / f"{name}.py").read_text()
@@ -205,3 +205,12 @@ def test_teacher_rules_smoke(tmp_path, tiny_world):
     for ln in rows:
         p, r = (float(c) for c in ln.strip("|").split("|")[2:4])
         assert 0 <= r <= 1 and (p != p or 0 <= p <= 1)
+
+def test_ingest_profile_smoke(tmp_path, capsys):
+    bench = _bench("ingest_profile")
+    assert bench.main(["--images", "6", "--small", "--rounds", "1", "--workdir", str(tmp_path / "work")]) == 0
+    out = capsys.readouterr().out
+    assert "6 JPEGs (320x240/400x300) x 1 rounds" in out
+    rows = [ln.split("|")[1:4] for ln in out.splitlines() if ln.startswith("| ") and "%" in ln]
+    shares = {label.strip(): float(share.strip().rstrip("%")) for label, share, _ in rows}
+    assert len(shares) >= 5 and abs(sum(shares.values()) - 100) < 1.0, shares
