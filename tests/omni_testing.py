@@ -19,7 +19,8 @@ def write_config(tmp_path: Path, world: Path, **sections) -> Path:
 
 # JSON fields that hold times or speeds (and a stats file's size, which follows them): they differ
 # between two runs of the same work
-TIMING_KEYS = ("elapsed_s", "items_per_s", "clips_per_s", "checked_this_run", "fetched_this_run", "_outputs")
+TIMING_KEYS = ("elapsed_s", "items_per_s", "clips_per_s", "checked_this_run", "fetched_this_run", "shards_this_run",
+               "_outputs")  # how a run went, not what it made
 
 
 def snapshot(workdir: Path, tops: tuple[str, ...] | None = None) -> dict[str, bytes]:

@@ -17,7 +17,7 @@ from omni.runtime import diskspace
 from omni.config import load_config
 from omni.video.extract import estimate_bytes
 
-from omni_testing import write_config
+from omni_testing import snapshot, snapshot_diff, write_config
 
 from test_damaged_cache import _snapshot  # the same comparison: every ingest/extract output, times aside
 
@@ -174,3 +174,115 @@ def _two_clips(tmp_path):
     from omni.config import ModelConfig
 
     return ClipDataset.for_model(rows, tmp_path, ModelConfig(steps=1, width=8, input_size=32, batch_size=2), train=True)
+
+
+# ---------------------------------------------------------------- mid-ingest, mid-score, mid-training
+
+WHOLE = {"extract": {"shard_items": 4, "workers": 1}, "cluster": {"shard_items": 8},
+         "train": {"threads": 1, "amp": False, "baseline": False, "checkpoint_every_steps": 5,
+                   "model": {"steps": 20}}}
+STAGES_TO_TRAIN = ("ingest", "extract", "teacher", "score", "filter", "manifest", "train")
+
+
+@pytest.fixture(scope="module")
+def whole_reference(tmp_path_factory, tiny_world):
+    """An uninterrupted run of the tiny world up to training (score shards of 8, checkpoints every
+    5 of 20 steps), in this process, with one thread: the same outputs every time."""
+    tmp = tmp_path_factory.mktemp("disk-whole-ref")
+    cfg = load_config(write_config(tmp, tiny_world, **WHOLE))
+    for _ in pipeline.iter_pipeline(cfg, STAGES_TO_TRAIN):
+        pass
+    return cfg
+
+
+def _full_after(monkeypatch, module, name: str, ok_calls: int) -> list:
+    """``module.name`` works ``ok_calls`` times, then fails as a full disk does (after writing
+    nothing: the writes it stands for go to temporary names first)."""
+    real, calls = getattr(module, name), []
+
+    def fill(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > ok_calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, fill)
+    return calls
+
+
+def _stops_with_one_line_then_resumes(config, stage, capsys, monkeypatch, calls: list, ok_calls: int, unit: str):
+    """The stage stops with one line once the disk is full (``calls`` counts the failing writes'
+    attempts), leaves the unit undone with nothing half-written under a real name, and the same
+    command, once space is freed, ends normally."""
+    cfg = load_config(config)
+    rc, err = _cli(config, stage, capsys)
+    lines = _error_lines(err)
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith(ONE_LINE), err[-2000:]
+    assert len(calls) > ok_calls  # the disk did fill up mid-stage
+    assert not (cfg.workdir / unit / "_done.json").exists()
+    assert not list((cfg.workdir / unit).rglob(".*.tmp"))
+    monkeypatch.undo()  # space freed
+    rc, err = _cli(config, stage, capsys)
+    assert rc == 0, err[-2000:]
+    return cfg
+
+
+@pytest.mark.e2e
+def test_a_disk_filling_up_mid_ingest_stops_with_one_line_and_resumes_to_the_same_items(
+        tmp_path, tiny_world, whole_reference, monkeypatch, capsys):
+
+    import json
+
+    from omni.fetching import journal
+
+    config = write_config(tmp_path, tiny_world, **WHOLE)
+    real_add, calls = journal.Journal.add, []
+
+    def add_until_full(self, rec):  # the 24 target clips' records, then six of web_images', then a torn line
+        calls.append(1)
+        if len(calls) > 30:
+            line = (json.dumps(rec, default=str) + "\n").encode()
+            self._fh.write(line[:len(line) // 2])
+            self._fh.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_add(self, rec)
+
+    monkeypatch.setattr(journal.Journal, "add", add_until_full)
+    cfg = _stops_with_one_line_then_resumes(config, "ingest", capsys, monkeypatch, calls, 30, "ingest/web_images")
+    want = snapshot(whole_reference.workdir, ("ingest",))
+    assert snapshot_diff(snapshot(cfg.workdir, ("ingest",)), want) == []
+
+
+@pytest.mark.e2e
+def test_a_disk_filling_up_mid_score_stops_with_one_line_and_resumes_to_the_same_scores(
+        tmp_path, tiny_world, whole_reference, monkeypatch, capsys):
+    from omni.learning import score
+
+    config = write_config(tmp_path, tiny_world, **WHOLE)
+    for stage in ("ingest", "extract", "teacher"):
+        assert _cli(config, stage, capsys)[0] == 0
+    calls = _full_after(monkeypatch, score, "write_parquet_atomic", 1)  # the second score shard's part
+    cfg = _stops_with_one_line_then_resumes(config, "score", capsys, monkeypatch, calls, 1, "score/web_images")
+    want = snapshot(whole_reference.workdir, ("score",))
+    assert snapshot_diff(snapshot(cfg.workdir, ("score",)), want) == []
+
+
+@pytest.mark.e2e
+def test_a_disk_filling_up_mid_training_stops_with_one_line_and_resumes_to_the_same_model(
+        tmp_path, tiny_world, whole_reference, monkeypatch, capsys):
+    import torch
+
+    from omni.learning import train
+
+    config = write_config(tmp_path, tiny_world, **WHOLE)
+    for stage in STAGES_TO_TRAIN[:-1]:
+        assert _cli(config, stage, capsys)[0] == 0
+    # the second checkpoint of the first-round student (step 10 of 20) finds the disk full
+    calls = _full_after(monkeypatch, train, "torch_save_atomic", 1)
+    cfg = _stops_with_one_line_then_resumes(config, "train", capsys, monkeypatch, calls, 1, "train/first_round")
+    info = cache.read_done(cfg.workdir / "train" / "first_round")
+    assert info["resumed_from_step"] == 5
+    for run in ("first_round", "omnisource"):
+        got = torch.load(cfg.workdir / "train" / run / "model.pt", weights_only=False)["model"]
+        want = torch.load(whole_reference.workdir / "train" / run / "model.pt", weights_only=False)["model"]
+        assert all(torch.equal(got[k], want[k]) for k in want), run
