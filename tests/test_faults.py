@@ -157,11 +157,25 @@ def _checkpoint_step(path: Path) -> int:
         return 0
 
 
-def test_a_flow_run_killed_mid_training_resumes_from_its_checkpoint(prefect_server, ready_to_train, tmp_path):
+def test_a_flow_run_killed_mid_training_resumes_to_the_uninterrupted_model(prefect_server, ready_to_train, tmp_path):
+    import shutil
+
+    import torch
+    import yaml
+
     cfg_path, workdir = ready_to_train
     before = snapshot(workdir)
     run_dir = workdir / "train" / "first_round"
-    args = ["train", str(cfg_path), "--set", "train.model.steps=60", "--set", "train.checkpoint_every_steps=5"]
+    sets = ["--set", "train.model.steps=60", "--set", "train.checkpoint_every_steps=5", "--set", "train.threads=1"]
+    args = ["train", str(cfg_path), *sets]
+    # the uninterrupted run, on a copy of the workdir (the keys do not depend on where it is), without Prefect
+    ref = yaml.safe_load(cfg_path.read_text())
+    shutil.copytree(workdir, tmp_path / "ref-work")
+    ref["workdir"] = str(tmp_path / "ref-work")
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(ref))
+    ref_run = _omni(["train", str(tmp_path / "ref.yaml"), "--no-prefect", *sets], prefect_server.env,
+                    tmp_path / "err-ref")
+    _finish(ref_run, tmp_path / "err-ref")
     p = _omni(args, prefect_server.env, tmp_path / "err-killed")
     try:
         wait_for(lambda: _checkpoint_step(run_dir / "checkpoint.pth") >= 10 or p.poll() is not None, 300,
@@ -183,6 +197,11 @@ def test_a_flow_run_killed_mid_training_resumes_from_its_checkpoint(prefect_serv
     assert len(runs) == 2 and "COMPLETED" in {r["state_type"] for r in runs}
     logs = prefect_server.logs([r["id"] for r in runs])
     assert any(f"first_round: resuming from step {info['resumed_from_step']}/60" in e["message"] for e in logs)
+    # the resumed students are the uninterrupted ones, tensor for tensor
+    for run in ("first_round", "omnisource"):
+        got = torch.load(workdir / "train" / run / "model.pt", weights_only=False)["model"]
+        want = torch.load(tmp_path / "ref-work" / "train" / run / "model.pt", weights_only=False)["model"]
+        assert all(torch.equal(got[k], want[k]) for k in want), run
     # nothing before training changed
     after = snapshot(workdir)
     assert {k: v for k, v in after.items() if k in before and not k.startswith("train/")} == \
