@@ -11,12 +11,17 @@ import pytest
 
 from omni.fetching.fetch import Fetcher, FetchOptions
 
+REAL_TIME = time.time
+
 
 class Handler(BaseHTTPRequestHandler):
     hits: dict = {}
 
     def log_message(self, *a):
         pass
+
+    def date_time_string(self, timestamp=None):  # the server's own clock (a test may move this process's)
+        return super().date_time_string(REAL_TIME() if timestamp is None else timestamp)
 
     def do_GET(self):
         Handler.hits[self.path] = Handler.hits.get(self.path, 0) + 1
@@ -72,6 +77,17 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
+        elif self.path == "/busy-until":  # 503 "come back at <HTTP date 2 s from now>", then fine
+            if n == 1:
+                from email.utils import formatdate
+
+                self.send_response(503)
+                self.send_header("Retry-After", formatdate(REAL_TIME() + 2, usegmt=True))
+                self.end_headers()
+            else:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"fine")
         elif self.path == "/slow":
             time.sleep(1.5)
             self.send_response(200)
@@ -210,3 +226,19 @@ def test_dns_failing_for_a_while_is_retried_within_the_deadline(server, tmp_path
     calls.clear()
     got = Fetcher(FetchOptions(tries=3), tmp_path, resolve=nxdomain).fetch("http://nowhere.example/x.jpg")
     assert got.reason == "dns error: Name or service not known" and len(calls) == 1
+
+
+@pytest.mark.parametrize("jump_s", [-86400.0, 86400.0], ids=["clock-back-a-day", "clock-ahead-a-day"])
+def test_a_clock_that_jumps_neither_stalls_nor_cuts_a_fetch(server, tmp_path, monkeypatch, jump_s):
+    """The wall clock jumps a day (NTP, a suspended VM) while a server says "retry at <date>":
+    deadlines run on the monotonic clock, so the item still ends on time with a reason or its file."""
+    monkeypatch.setattr(time, "time", lambda: REAL_TIME() + jump_s)
+    Handler.hits.clear()
+    t0 = time.monotonic()
+    got = fetcher(tmp_path, tries=2, item_timeout_s=5.0).fetch(server + "/busy-until")
+    took = time.monotonic() - t0
+    assert took < 6.0
+    assert got.ok and open(got.path, "rb").read() == b"fine" and Handler.hits["/busy-until"] == 2
+    Handler.hits.clear()
+    got = fetcher(tmp_path, tries=3, item_timeout_s=1.0).fetch(server + "/slow")  # slower than its deadline
+    assert not got.ok and got.reason and time.monotonic() - t0 - took < 2.0

@@ -793,12 +793,20 @@ def _connection_reason(exc: Exception) -> str:
 
 
 def _retry_after(resp) -> float:
+    """Seconds the server asks to wait. An HTTP date is read against the response's own ``Date``
+    (the server's clock, as RFC 9110 suggests), so a jump of this machine's clock neither makes
+    the wait a day long nor skips it; without a ``Date``, against this machine's clock."""
     value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
         return 0.0
     if value.isascii() and value.isdigit():
         return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, OverflowError):
         return 0.0
+    try:
+        now = parsedate_to_datetime(resp.headers.get("Date") or "").timestamp()
+    except (TypeError, ValueError, OverflowError):
+        now = time.time()
+    return max(0.0, when - now)
