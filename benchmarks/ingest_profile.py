@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--top", type=int, default=0, help="also run once under cProfile and print its top N functions")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run for the tests: 6 small JPEGs, one round")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.images, args.small, args.rounds = 6, True, 1
     import yaml
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="omni-ingest-profile-"))

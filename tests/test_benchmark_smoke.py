@@ -208,7 +208,7 @@ def test_teacher_rules_smoke(tmp_path, tiny_world):
 
 def test_ingest_profile_smoke(tmp_path, capsys):
     bench = _bench("ingest_profile")
-    assert bench.main(["--images", "6", "--small", "--rounds", "1", "--workdir", str(tmp_path / "work")]) == 0
+    assert bench.main(["--smoke", "--workdir", str(tmp_path / "work")]) == 0
     out = capsys.readouterr().out
     assert "6 JPEGs (320x240/400x300) x 1 rounds" in out
     rows = [ln.split("|")[1:4] for ln in out.splitlines() if ln.startswith("| ") and "%" in ln]
