@@ -19,7 +19,6 @@ import argparse
 import cProfile
 import pstats
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest_vs_img2dataset import free_port, make_images, make_target, wait_for_port  # noqa: E402
+from ingest_vs_img2dataset import make_images, make_target, serving  # noqa: E402
 
 # part -> the functions (module, attribute) whose time is the part's; each is wrapped by a timer
 # (thread CPU time, ``time.thread_time``) where ingest looks it up
@@ -150,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     served = work / "served"
     names = make_images(served, args.images, small=args.small)
     make_target(work / "target")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(served)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(served) as port:
         clean = work / "clean.csv"
         pd.DataFrame({"url": [f"http://127.0.0.1:{port}/{n}" for n in names], "query": "thing"}).to_csv(clean, index=False)
         cfg = {"workdir": str(work / "omni-work"), "classes": ["thing"],
@@ -177,9 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.top:
             prof = cProfile.Profile(time.process_time)
             run_ingest(cfg_path, serial=True, prof=prof)
-    finally:
-        server.terminate()
-        server.wait()
     items_done = n * args.rounds
     size = "320x240/400x300" if args.small else "640x480/1024x768"
     print(f"{n} JPEGs ({size}) x {args.rounds} rounds, image_short_side {args.short_side or 'none'}, "

@@ -22,6 +22,7 @@ omni's ingest writes one folder per unit: the source's rows are read from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -79,6 +80,20 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the local image server did not start on port {port}")
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serving(folder: Path):
+    """A plain HTTP server on 127.0.0.1 over ``folder`` while the block runs; yields its port."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -184,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         say("img2dataset: " + ("skipped (--skip-img2dataset)" if args.skip_img2dataset else
                                f"missing (not at {args.img2dataset}, not on PATH): omni measured alone"))
     make_target(work / "target")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(served)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(served) as port:
         base = f"http://127.0.0.1:{port}"
         clean = work / "clean.csv"
         pd.DataFrame({"url": [f"{base}/{n}" for n in names], "query": "thing"}).to_csv(clean, index=False)
@@ -238,9 +249,6 @@ def main(argv: list[str] | None = None) -> int:
             _, _, b_i2d = run_img2dataset(exe, bad, work / "i2d-bad")
             say("img2dataset statuses: " + json.dumps(b_i2d["status"].value_counts().to_dict()) + " errors: "
                 + json.dumps(b_i2d["error_message"].fillna("").str[:40].value_counts().head(4).to_dict()))
-    finally:
-        server.terminate()
-        server.wait()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(report) + "\n")

@@ -95,12 +95,11 @@ def decode_gate_env(folder: Path, log: Path, hold_at: int = 0, base: dict | None
 
 
 def wait_for(cond, timeout: float, what: str, every: float = 0.05) -> None:
-    """Poll ``cond`` until it holds; a TimeoutError naming ``what`` after ``timeout`` seconds."""
-    import time
+    """Poll ``cond`` until it holds; a TimeoutError naming ``what`` after ``timeout`` seconds
+    (the local Prefect helper's poller, at a finer step)."""
+    import sys
 
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from local_prefect import wait_for as poll
+
+    poll(cond, timeout, what, every)

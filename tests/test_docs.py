@@ -14,11 +14,16 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 README_MAX_LINES = 420
 
 
-def _config_reference():
-    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
+def _script(name: str):
+    """A script of scripts/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _config_reference():
+    return _script("config_reference")
 
 
 def test_configuration_reference_is_up_to_date():
@@ -98,11 +103,9 @@ def test_readme_is_short():
         f"README.md has {lines} lines (at most {README_MAX_LINES}): it is for users; move detail into docs/ "
         "and link it")
 
+
 def _result_tables():
-    spec = importlib.util.spec_from_file_location("result_tables", ROOT / "scripts" / "result_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("result_tables")
 
 
 def test_quoted_result_tables_match_their_result_files():
