@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import DEFAULT_MAX_VIDEO_PIXELS
+from .pixels import DEFAULT_MAX_VIDEO_PIXELS
 
 
 class DecodeError(RuntimeError):
@@ -397,7 +397,7 @@ def load_image(path: str | Path, short_side: int) -> np.ndarray:
     """An image as ``uint8[1, H, W, 3]`` at the short side, using JPEG DCT scaling when it can."""
     from PIL import Image
 
-    from .media import to_rgb, upright
+    from .pixels import to_rgb, upright
 
     with Image.open(path) as im:
         w, h = im.size

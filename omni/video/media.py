@@ -10,12 +10,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pixels import DEFAULT_MAX_VIDEO_PIXELS, to_rgb, upright  # noqa: F401  (the cap: its importers' name)
+
 IMAGE_TYPES = {"jpeg", "png", "gif", "webp", "bmp", "tiff", "avif"}
 VIDEO_TYPES = {"mp4", "mov", "avi", "webm", "mkv", "flv", "mpeg-ts", "mpeg-ps", "3gp", "ogg"}
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
               "avif": ".avif", "mp4": ".mp4", "mov": ".mov", "avi": ".avi", "webm": ".webm", "mkv": ".mkv",
               "flv": ".flv", "mpeg-ts": ".ts", "mpeg-ps": ".mpg", "3gp": ".3gp", "ogg": ".ogv"}
-DEFAULT_MAX_VIDEO_PIXELS = 7680 * 4320  # 8K UHD frames
 # The media checks' version, kept in each downloads-journal record they judged: raise it when a
 # check comes to accept files it refused before, and a workdir's earlier refusals are judged again
 # (2: a cover-image track ahead of the film is passed over, no longer read as a truncated video).
@@ -167,36 +168,6 @@ def check_image(path: str | Path, file_type: str, max_pixels: int, decode_short_
     except Exception as exc:
         raise MediaError(f"corrupt image: {type(exc).__name__}: {str(exc)[:80]}") from None
     return ImageInfo(file_type, w, h), rgb
-
-
-def upright(im):
-    """The image turned as its EXIF orientation says, and whether width and height swapped."""
-    from PIL import ImageOps
-
-    try:
-        orientation = im.getexif().get(0x0112, 1)
-        if orientation not in (2, 3, 4, 5, 6, 7, 8):  # nothing to turn: the image itself, not
-            return im, False                           # exif_transpose's copy of it
-        turned = ImageOps.exif_transpose(im)
-    except Exception:  # unreadable EXIF: keep the pixels as stored
-        return im, False
-    return turned, orientation in (5, 6, 7, 8)
-
-
-def to_rgb(im):
-    """An RGB image from any mode; 16- and 32-bit grey is scaled to 8 bits (convert() would clip it to white)."""
-    from PIL import Image
-
-    if im.mode == "RGB":
-        return im
-    if im.mode == "I" or im.mode.startswith("I;16"):
-        import numpy as np
-
-        grey = np.asarray(im).astype(np.int64)
-        if im.mode.startswith("I;16") or grey.max(initial=0) > 255:
-            grey = grey >> 8
-        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB")
-    return im.convert("RGB")
 
 
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # a marker: not a stuffed byte, not a restart
